@@ -1,0 +1,491 @@
+"""HTTP client mixin for Tornado: retries with backoff, JSON and msgpack.
+
+``await self.http_fetch(url)`` from a :class:`tornado.web.RequestHandler`,
+a RabbitMQ consumer or any object that mixes in :class:`HTTPClientMixin`
+sends a request through :class:`tornado.httpclient.AsyncHTTPClient`,
+retries what is safe to retry and returns an :class:`HTTPResponse` that
+records every attempt.
+
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import typing
+import uuid
+
+from ietfparse import datastructures
+from tornado import httputil
+
+from sprockets.mixins.http import _client, _content
+from sprockets.mixins.http._content import (
+    AVAILABLE_CONTENT_TYPES,
+    CONTENT_TYPE_JSON,
+    CONTENT_TYPE_MSGPACK,
+    UnsupportedContentType,
+)
+from sprockets.mixins.http._response import AttemptRecord, HTTPResponse
+from sprockets.mixins.http._retry import (
+    DEFAULT_BUDGET,
+    Failure,
+    RetryBudget,
+    RetryPolicy,
+    StopReason,
+    parse_retry_after,
+)
+from sprockets.mixins.http._version import __version__
+
+__all__ = [
+    'AVAILABLE_CONTENT_TYPES',
+    'CONTENT_TYPE_JSON',
+    'CONTENT_TYPE_MSGPACK',
+    'DEFAULT_BUDGET',
+    'DEFAULT_USER_AGENT',
+    'LOGGER',
+    'AttemptRecord',
+    'Failure',
+    'HTTPClientMixin',
+    'HTTPResponse',
+    'RetryBudget',
+    'RetryPolicy',
+    'StopReason',
+    'UnsupportedContentType',
+    '__version__',
+    'parse_retry_after',
+]
+
+#: The package's one logger, ``sprockets.mixins.http``.
+LOGGER = logging.getLogger('sprockets.mixins.http')
+
+#: The User-Agent sent when neither the application nor a consumer names
+#: the service.
+DEFAULT_USER_AGENT = f'sprockets.mixins.http/{__version__}'
+
+_DEFAULT_ACCEPT = ', '.join(str(value) for value in AVAILABLE_CONTENT_TYPES)
+_BODY_EXPECTED = frozenset({'POST', 'PUT', 'PATCH'})
+_BODY_FORBIDDEN = frozenset({'GET', 'HEAD'})
+
+ContentTypeArg = typing.Union[str, datastructures.ContentType]
+
+
+class HTTPClientMixin:
+    """Mixin for making HTTP requests with :meth:`http_fetch`.
+
+    Usable in a :class:`tornado.web.RequestHandler`, a consumer, or any
+    class: it takes no arguments of its own and passes everything on to the
+    next class (``super().__init__(*args, **kwargs)``).
+
+    The upper-case class attributes are the defaults for :meth:`http_fetch`;
+    override them on a subclass or on an instance.
+
+    .. versionchanged:: 3.0
+       Retries follow a :class:`RetryPolicy`: see :attr:`RETRY_POLICY`.
+
+    """
+
+    #: Seconds to wait for a connection when the call does not say.
+    DEFAULT_CONNECT_TIMEOUT: float = 20
+    #: Seconds an attempt may take when the call does not say.
+    DEFAULT_REQUEST_TIMEOUT: float = 20
+    #: The backoff base in seconds when the call does not say.
+    DEFAULT_RETRY_TIMEOUT: float = 3
+    #: How many times a request is sent at most (attempts, not retries).
+    MAX_HTTP_RETRIES: int = 3
+    #: How many redirects are followed at most when the call does not say.
+    MAX_REDIRECTS: int = 5
+    #: The :class:`RetryPolicy` to start from.  :data:`None` builds one from
+    #: :attr:`MAX_HTTP_RETRIES` and :attr:`DEFAULT_RETRY_TIMEOUT` with the
+    #: other :class:`RetryPolicy` defaults.
+    #:
+    #: .. versionadded:: 3.0
+    RETRY_POLICY: typing.Optional[RetryPolicy] = None
+    #: For a final status of 400 or more, make :attr:`HTTPResponse.body`
+    #: the decoded body's ``message`` when it has one.
+    simplify_error_response: bool = True
+
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        super().__init__(*args, **kwargs)
+
+    async def http_fetch(
+            self, url: typing.Any, method: str = 'GET',
+            request_headers: typing.Optional[typing.Mapping[str, str]] = None,
+            body: typing.Any = None,
+            content_type: ContentTypeArg = CONTENT_TYPE_MSGPACK,
+            follow_redirects: bool = False,
+            max_redirects: typing.Optional[int] = None,
+            connect_timeout: typing.Optional[float] = None,
+            request_timeout: typing.Optional[float] = None,
+            retry_timeout: typing.Optional[float] = None,
+            max_http_attempts: typing.Optional[int] = None,
+            auth_username: typing.Optional[str] = None,
+            auth_password: typing.Optional[str] = None,
+            user_agent: typing.Optional[str] = None,
+            validate_cert: bool = True,
+            allow_nonstandard_methods: bool = False,
+            dont_retry: typing.Optional[typing.Iterable[int]] = None, *,
+            retry_policy: typing.Optional[RetryPolicy] = None,
+            deadline: typing.Optional[float] = None,
+            params: typing.Optional[typing.Mapping[str, typing.Any]] = None,
+            **kwargs: typing.Any) -> HTTPResponse:
+        """Send a request, retrying what is safe to retry, and return every
+        attempt in an :class:`HTTPResponse`.
+
+        An HTTP outcome never raises: connection errors, timeouts and error
+        statuses are recorded on the response.  Programming errors raise
+        before anything is sent.
+
+        :param url: the URL, or anything whose :func:`str` is one
+        :param method: the request method
+        :param request_headers: headers to send; the mapping is copied,
+            never changed
+        :param body: the request body.  :class:`dict`, :class:`list` and
+            :class:`tuple` are serialized by the Content-Type (see
+            :meth:`_http_req_body_serialize`); :class:`str` and
+            :class:`bytes` are sent as they are; :data:`None` sends no body
+            (an empty one for POST, PUT and PATCH)
+        :param content_type: the Content-Type of `body`, sent whenever a
+            body is given unless `request_headers` has one
+        :param follow_redirects: follow 3xx responses
+        :param max_redirects: how many redirects to follow; :data:`None`
+            means :attr:`MAX_REDIRECTS`
+        :param connect_timeout: seconds to wait for a connection;
+            :data:`None` means :attr:`DEFAULT_CONNECT_TIMEOUT`
+        :param request_timeout: seconds an attempt may take; :data:`None`
+            means :attr:`DEFAULT_REQUEST_TIMEOUT`
+        :param retry_timeout: the backoff base in seconds; :data:`None`
+            keeps the policy's (:attr:`DEFAULT_RETRY_TIMEOUT` by default)
+        :param max_http_attempts: how many times to send the request at
+            most; :data:`None` keeps the policy's (:attr:`MAX_HTTP_RETRIES`
+            by default)
+        :param auth_username: username for HTTP basic authentication
+        :param auth_password: password for HTTP basic authentication
+        :param user_agent: the User-Agent; :data:`None` keeps a User-Agent
+            in `request_headers`, or else uses :meth:`_http_req_user_agent`
+        :param validate_cert: verify the server's TLS certificate
+        :param allow_nonstandard_methods: allow methods and bodies that
+            tornado otherwise refuses (a body with GET)
+        :param dont_retry: statuses never to retry, added to the policy's
+        :param retry_policy: the :class:`RetryPolicy` to use in place of
+            :attr:`RETRY_POLICY`; `max_http_attempts`, `retry_timeout`,
+            `dont_retry` and `deadline` still override its fields
+        :param deadline: seconds the whole call may take, retries and sleeps
+            included; :data:`None` keeps the policy's
+        :param params: query arguments merged into the URL's query string
+        :param kwargs: passed on to :class:`tornado.httpclient.HTTPRequest`
+        :raises RuntimeError: when `kwargs` has ``raise_error``
+        :raises TypeError: for a body of a type that cannot be sent, or a
+            value in it that cannot be serialized
+        :raises ValueError: for a dict, list or tuple body with a content
+            type that cannot carry it
+            (:class:`UnsupportedContentType`), an invalid policy value, or a
+            body with GET or HEAD
+
+        .. versionchanged:: 3.0
+           Added `retry_policy`, `deadline` and `params`.
+
+        """
+        if 'raise_error' in kwargs:
+            raise RuntimeError(
+                'raise_error is not supported: http_fetch never raises for '
+                'an HTTP outcome, inspect HTTPResponse.ok instead')
+        response = HTTPResponse(self.simplify_error_response,
+                                clock=self._http_req_clock)
+        call = self._http_req_prepare(
+            url, method, request_headers, body, content_type,
+            follow_redirects, max_redirects, connect_timeout,
+            request_timeout, retry_timeout, max_http_attempts, auth_username,
+            auth_password, user_agent, validate_cert,
+            allow_nonstandard_methods, dont_retry, retry_policy, deadline,
+            params, kwargs)
+        return await _client.run(self, call, response)
+
+    def _http_req_prepare(
+            self, url: typing.Any, method: str,
+            request_headers: typing.Optional[typing.Mapping[str, str]],
+            body: typing.Any, content_type: ContentTypeArg,
+            follow_redirects: bool, max_redirects: typing.Optional[int],
+            connect_timeout: typing.Optional[float],
+            request_timeout: typing.Optional[float],
+            retry_timeout: typing.Optional[float],
+            max_http_attempts: typing.Optional[int],
+            auth_username: typing.Optional[str],
+            auth_password: typing.Optional[str],
+            user_agent: typing.Optional[str], validate_cert: bool,
+            allow_nonstandard_methods: bool,
+            dont_retry: typing.Optional[typing.Iterable[int]],
+            retry_policy: typing.Optional[RetryPolicy],
+            deadline: typing.Optional[float],
+            params: typing.Optional[typing.Mapping[str, typing.Any]],
+            options: typing.Dict[str, typing.Any]) -> _client.Call:
+        """Validate and assemble one call; raises before anything is sent."""
+        url = str(url)
+        if params:
+            url = httputil.url_concat(url, dict(params))
+        verb = method.upper()
+        if (body is not None and verb in _BODY_FORBIDDEN
+                and not allow_nonstandard_methods):
+            raise ValueError(f'a {verb} request cannot have a body; pass '
+                             'allow_nonstandard_methods=True to send one')
+        policy = self._http_req_retry_policy(
+            retry_policy, max_http_attempts, retry_timeout, dont_retry,
+            deadline)
+        content_type = str(content_type)
+        if (body is not None and _content.codec_for(content_type)
+                == _content.MULTIPART and 'boundary=' not in content_type):
+            content_type += f'; boundary={uuid.uuid4().hex}'
+        headers = self._http_req_apply_default_headers(
+            _copy_headers(request_headers), content_type, body)
+        if not isinstance(headers, httputil.HTTPHeaders):
+            headers = _copy_headers(headers)
+        if user_agent is not None:
+            headers['User-Agent'] = user_agent
+        if body is None:
+            payload: typing.Union[bytes, str, None] = (
+                b'' if verb in _BODY_EXPECTED else None)
+        else:
+            payload = self._http_req_body_serialize(
+                body, headers.get('Content-Type', content_type))
+        if policy.idempotency_key and not policy.is_idempotent(verb,
+                                                                 headers):
+            headers['Idempotency-Key'] = str(uuid.uuid4())
+        if 'streaming_callback' in options or 'header_callback' in options:
+            LOGGER.debug('Callbacks receive the data of every attempt')
+        options.update(
+            follow_redirects=follow_redirects,
+            max_redirects=(self.MAX_REDIRECTS if max_redirects is None
+                           else max_redirects),
+            auth_username=auth_username, auth_password=auth_password,
+            validate_cert=validate_cert,
+            allow_nonstandard_methods=allow_nonstandard_methods)
+        return _client.Call(
+            url, method, headers, payload, policy,
+            deadline,
+            (self.DEFAULT_CONNECT_TIMEOUT if connect_timeout is None
+             else connect_timeout),
+            (self.DEFAULT_REQUEST_TIMEOUT if request_timeout is None
+             else request_timeout),
+            options)
+
+    def _http_req_retry_policy(
+            self, retry_policy: typing.Optional[RetryPolicy],
+            max_http_attempts: typing.Optional[int],
+            retry_timeout: typing.Optional[float],
+            dont_retry: typing.Optional[typing.Iterable[int]],
+            deadline: typing.Optional[float]) -> RetryPolicy:
+        """Return the policy for one call: `retry_policy`, else
+        :attr:`RETRY_POLICY`, else one built from the class attributes; then
+        the call's own arguments applied over it.
+
+        .. versionadded:: 3.0
+
+        """
+        policy = retry_policy or self.RETRY_POLICY
+        if policy is None:
+            policy = _default_policy(self.MAX_HTTP_RETRIES,
+                                     self.DEFAULT_RETRY_TIMEOUT)
+        elif not isinstance(policy, RetryPolicy):
+            raise TypeError(
+                f'retry_policy must be a RetryPolicy, got {policy!r}')
+        changes: typing.Dict[str, typing.Any] = {}
+        if max_http_attempts is not None:
+            changes['max_attempts'] = max_http_attempts
+        if retry_timeout is not None:
+            changes['retry_timeout'] = retry_timeout
+        if dont_retry:
+            if isinstance(dont_retry, int):
+                dont_retry = [dont_retry]
+            changes['dont_retry'] = policy.dont_retry | frozenset(dont_retry)
+        if deadline is not None:
+            changes['deadline'] = deadline
+        return policy.replace(**changes) if changes else policy
+
+    def _http_req_apply_default_headers(
+            self, request_headers: typing.Optional[typing.Mapping[str, str]],
+            content_type: ContentTypeArg,
+            body: typing.Any) -> httputil.HTTPHeaders:
+        """Return the request headers with the defaults added.
+
+        Adds ``Accept``; ``Content-Type`` when there is a `body`;
+        ``Correlation-Id`` from ``self.correlation_id`` or the handler's
+        request; and ``User-Agent`` from :meth:`_http_req_user_agent`.
+        A header already in `request_headers` is kept.
+
+        :param request_headers: the headers given to :meth:`http_fetch`
+            (a copy; it is not changed)
+        :param content_type: the mime type of `body`
+        :param body: the request body, not yet serialized
+        :returns: a new :class:`tornado.httputil.HTTPHeaders`
+
+        """
+        headers = _copy_headers(request_headers)
+        if 'Accept' not in headers:
+            headers['Accept'] = _DEFAULT_ACCEPT
+        if body is not None and 'Content-Type' not in headers:
+            headers['Content-Type'] = str(content_type)
+        if 'Correlation-Id' not in headers:
+            correlation_id = self._http_req_correlation_id()
+            if correlation_id:
+                headers['Correlation-Id'] = correlation_id
+        if 'User-Agent' not in headers:
+            headers['User-Agent'] = self._http_req_user_agent()
+        return headers
+
+    def _http_req_correlation_id(self) -> typing.Optional[str]:
+        """Return ``self.correlation_id`` when truthy, else the
+        ``Correlation-Id`` of the request being handled, if any.
+
+        .. versionadded:: 3.0
+
+        """
+        correlation_id = getattr(self, 'correlation_id', None)
+        if correlation_id:
+            return str(correlation_id)
+        request = getattr(self, 'request', None)
+        request_headers = getattr(request, 'headers', None)
+        if request_headers is not None:
+            value = request_headers.get('Correlation-Id')
+            if value:
+                return str(value)
+        return None
+
+    def _http_req_body_serialize(
+            self, body: typing.Any,
+            content_type: typing.Optional[str]) -> typing.Union[bytes, str]:
+        """Return `body` ready to send.
+
+        :class:`dict`, :class:`list` and :class:`tuple` are serialized by
+        `content_type`: JSON for ``application/json`` and ``+json``;
+        msgpack for ``application/msgpack``, ``application/x-msgpack`` and
+        ``+msgpack``; form-encoded for
+        ``application/x-www-form-urlencoded``; ``multipart/form-data``
+        with fields and ``(filename, data[, content_type])`` files.
+        UUID, datetime, date, Decimal and bytes values are encoded as
+        :mod:`sprockets.mixins.mediatype`'s JSON transcoder does (Decimal
+        as a string); msgpack keeps bytes binary.  :class:`str` and
+        :class:`bytes` are returned as they are.
+
+        :param body: the request body
+        :param content_type: the request's Content-Type
+        :raises TypeError: for any other body type, or a value that cannot
+            be serialized (the message names the type)
+        :raises UnsupportedContentType: for a dict, list or tuple with a
+            content type that cannot carry it
+
+        """
+        return _content.serialize(body, content_type)
+
+    def _http_req_user_agent(self) -> str:
+        """Return the User-Agent to send.
+
+        ``service/version`` from the application's ``settings`` when both
+        are set; else a rejected consumer's
+        ``_process.consumer_name/consumer_version``; else
+        :data:`DEFAULT_USER_AGENT`.
+
+        """
+        settings = getattr(self, 'settings', None)
+        try:
+            if settings is not None:
+                return f"{settings['service']}/{settings['version']}"
+        except (KeyError, TypeError):
+            pass
+        process = getattr(self, '_process', None)
+        name = getattr(process, 'consumer_name', None)
+        version = getattr(process, 'consumer_version', None)
+        if name and version:
+            return f'{name}/{version}'
+        return DEFAULT_USER_AGENT
+
+    def _http_req_modify_for_retry(
+            self, response: HTTPResponse, attempt: int, url: str,
+            headers: typing.MutableMapping[str, str], body: typing.Any
+    ) -> typing.Tuple[str, typing.MutableMapping[str, str], typing.Any]:
+        """Change the request before attempt number `attempt`.
+
+        The default sets ``X-Retry-Attempt`` to `attempt`.  Override it for
+        protocols with one-time values such as an OAuth 1 nonce.
+
+        :param response: the response so far, with every attempt
+        :param attempt: the attempt about to be made (``2`` for the first
+            retry)
+        :param url: the request URL
+        :param headers: the request headers (the package's own copy)
+        :param body: the serialized request body
+        :returns: the URL, headers and body for the next attempt
+
+        """
+        headers['X-Retry-Attempt'] = str(attempt)
+        return url, headers, body
+
+    async def _http_req_sleep(self, seconds: float) -> None:
+        """Wait `seconds` before the next attempt.
+
+        The default awaits ``sprockets.mixins.http.asyncio.sleep``, looked
+        up when it runs, so that a test may patch the module's
+        ``asyncio``.  Override it to record delays or to sleep on another
+        clock.
+
+        .. versionadded:: 3.0
+
+        """
+        result = asyncio.sleep(seconds)
+        if inspect.isawaitable(result):
+            await result
+
+    def _http_req_clock(self) -> float:
+        """Return the monotonic time that durations and deadlines use.
+
+        .. versionadded:: 3.0
+
+        """
+        return time.monotonic()
+
+    def _http_req_on_attempt(self, response: HTTPResponse,
+                             record: AttemptRecord) -> None:
+        """Called after each attempt with its :class:`AttemptRecord`, once
+        the engine knows what follows it; a seam for metrics.
+
+        .. versionadded:: 3.0
+
+        """
+
+    def _http_req_on_complete(self, response: HTTPResponse) -> None:
+        """Called once when :meth:`http_fetch` is about to return; a seam
+        for metrics.
+
+        .. versionadded:: 3.0
+
+        """
+
+
+_policies: typing.Dict[typing.Tuple[int, float], RetryPolicy] = {}
+
+
+def _default_policy(max_attempts: int, retry_timeout: float) -> RetryPolicy:
+    """Return the policy built from class attributes, cached by value."""
+    key = (max_attempts, retry_timeout)
+    policy = _policies.get(key)
+    if policy is None:
+        policy = RetryPolicy(max_attempts=max_attempts,
+                             retry_timeout=retry_timeout)
+        if len(_policies) < 64:
+            _policies[key] = policy
+    return policy
+
+
+def _copy_headers(headers: typing.Optional[typing.Mapping[str, str]]
+                  ) -> httputil.HTTPHeaders:
+    if headers is None:
+        return httputil.HTTPHeaders()
+    if isinstance(headers, httputil.HTTPHeaders):
+        return headers.copy()
+    if not isinstance(headers, typing.Mapping):
+        raise TypeError('request_headers must be a mapping, got '
+                        f'{type(headers).__name__}')
+    copied = httputil.HTTPHeaders()
+    for name, value in headers.items():
+        copied[name] = value if isinstance(value, str) else str(value)
+    return copied
+

@@ -1,0 +1,305 @@
+"""The fetch engine shared by :class:`HTTPClientMixin` and :class:`Client`.
+
+:func:`run` is the retry loop: send, record, ask the policy, sleep.  Every
+decision is :class:`~sprockets.mixins.http._retry.RetryPolicy`'s; this
+module only knows how tornado reports what happened.
+
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import ssl
+import time
+import typing
+import urllib.parse
+import weakref
+
+from tornado import httpclient, httputil, ioloop, iostream
+
+from sprockets.mixins.http import _response, _retry
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from sprockets.mixins.http import HTTPClientMixin
+
+LOGGER = logging.getLogger('sprockets.mixins.http')
+
+# libcurl error numbers (CURLE_*) that tornado's CurlError carries
+_CURL_FATAL = frozenset({
+    1,   # UNSUPPORTED_PROTOCOL
+    3,   # URL_MALFORMAT
+    51,  # PEER_FAILED_VERIFICATION (older libcurl)
+    58,  # SSL_CERTPROBLEM: the client certificate is unusable
+    60,  # PEER_FAILED_VERIFICATION / SSL_CACERT
+    77,  # SSL_CACERT_BADFILE
+    83,  # SSL_ISSUER_ERROR
+    90,  # SSL_PINNEDPUBKEYNOTMATCH
+    91,  # SSL_INVALIDCERTSTATUS
+})
+_CURL_NOT_SENT = frozenset({
+    5,   # COULDNT_RESOLVE_PROXY
+    6,   # COULDNT_RESOLVE_HOST
+    7,   # COULDNT_CONNECT
+})
+_CURL_TIMEOUT = 28
+_CURL_CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
+
+_SECRET_NAME = re.compile(r'auth|cookie|key|token|secret|password|session',
+                          re.IGNORECASE)
+REDACTED = '<redacted>'
+
+# stop reasons that mean the upstream answered and nothing went wrong on
+# our side: a plain 404 is not worth a WARNING
+_ANSWERED = frozenset({_retry.StopReason.SUCCESS,
+                       _retry.StopReason.NOT_RETRYABLE,
+                       _retry.StopReason.DONT_RETRY})
+
+
+def classify(error: BaseException) -> _retry.Failure:
+    """Say what kind of transport failure `error` is.
+
+    ``Failure.CONNECT`` means the request was provably not sent; see
+    :class:`~sprockets.mixins.http._retry.Failure` for the others.
+
+    """
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return _retry.Failure.FATAL
+    if isinstance(error, ConnectionRefusedError):
+        return _retry.Failure.CONNECT
+    if isinstance(error, httpclient.HTTPClientError):
+        errno = getattr(error, 'errno', None)
+        if isinstance(errno, int) and type(error).__name__ == 'CurlError':
+            if errno in _CURL_FATAL:
+                return _retry.Failure.FATAL
+            if errno in _CURL_NOT_SENT:
+                return _retry.Failure.CONNECT
+            if errno == _CURL_TIMEOUT:
+                if _CURL_CONNECT_TIMEOUT.search(str(error.message)):
+                    return _retry.Failure.CONNECT
+                return _retry.Failure.TIMEOUT
+            return _retry.Failure.CONNECTION
+        message = str(error.message or '')
+        if error.code == 599 and 'Timeout' in message:
+            if 'connecting' in message or 'queue' in message:
+                return _retry.Failure.CONNECT
+            return _retry.Failure.TIMEOUT
+        if error.code == 599:
+            return _retry.Failure.CONNECTION
+        return _retry.Failure.FATAL
+    if isinstance(error, TimeoutError):
+        return _retry.Failure.TIMEOUT
+    if isinstance(error, OSError):
+        # socket.gaierror: name resolution failed, nothing was sent
+        if type(error).__name__ == 'gaierror':
+            return _retry.Failure.CONNECT
+        return _retry.Failure.CONNECTION
+    if isinstance(error, (iostream.StreamClosedError,
+                          iostream.UnsatisfiableReadError,
+                          httputil.HTTPInputError)):
+        return _retry.Failure.CONNECTION
+    return _retry.Failure.FATAL
+
+
+def upstream(url: str) -> typing.Tuple[str, str, int]:
+    """Return the ``(scheme, host, port)`` a retry budget is kept for."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if scheme == 'https' else 80
+    return scheme, (parts.hostname or ''), port
+
+
+def redact_headers(headers: typing.Mapping[str, str]
+                   ) -> typing.Dict[str, str]:
+    """Return `headers` fit for a log line: credentials, cookies and
+    anything named like a key or token are replaced by ``<redacted>``."""
+    if isinstance(headers, httputil.HTTPHeaders):
+        items: typing.Iterable[typing.Tuple[str, str]] = headers.get_all()
+    else:
+        items = headers.items()
+    return {name: REDACTED if _SECRET_NAME.search(name) else str(value)
+            for name, value in items}
+
+
+def redact_url(url: str) -> str:
+    """Return `url` without a password in its userinfo."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition('@')[2]
+    user = parts.username or ''
+    return urllib.parse.urlunsplit(parts._replace(
+        netloc=f'{user}:{REDACTED}@{netloc}'))
+
+
+# AsyncHTTPClient instances made for HTTP_MAX_CLIENTS, per IOLoop
+_sized_clients: weakref.WeakKeyDictionary[
+    ioloop.IOLoop,
+    typing.Dict[typing.Tuple[type, int], httpclient.AsyncHTTPClient],
+] = weakref.WeakKeyDictionary()
+
+
+def max_clients_from_environment() -> typing.Optional[int]:
+    """Return ``HTTP_MAX_CLIENTS`` as an int, or :data:`None`."""
+    value = os.environ.get('HTTP_MAX_CLIENTS', '').strip()
+    if not value:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError('HTTP_MAX_CLIENTS must be a whole number, got '
+                         f'{value!r}') from None
+    if count < 1:
+        raise ValueError(f'HTTP_MAX_CLIENTS must be at least 1, got {count}')
+    return count
+
+
+def async_http_client() -> httpclient.AsyncHTTPClient:
+    """Return the AsyncHTTPClient to send with.
+
+    The shared instance of the current IOLoop, unless ``HTTP_MAX_CLIENTS``
+    asks for a size that instance does not have: then an instance of the
+    configured implementation with that ``max_clients``, kept per IOLoop.
+
+    """
+    max_clients = max_clients_from_environment()
+    if max_clients is None:
+        return httpclient.AsyncHTTPClient()
+    shared = httpclient.AsyncHTTPClient(max_clients=max_clients)
+    if getattr(shared, 'max_clients', max_clients) == max_clients and (
+            type(shared).__name__ != 'CurlAsyncHTTPClient'
+            or len(getattr(shared, '_curls', ())) == max_clients):
+        return shared
+    loop = ioloop.IOLoop.current()
+    clients = _sized_clients.setdefault(loop, {})
+    key = (httpclient.AsyncHTTPClient.configured_class(), max_clients)
+    client = clients.get(key)
+    if client is None:
+        client = clients[key] = httpclient.AsyncHTTPClient(
+            force_instance=True, max_clients=max_clients)
+    return client
+
+
+class Call(typing.NamedTuple):
+    """One :meth:`http_fetch` call, ready to send."""
+    url: str
+    method: str
+    headers: httputil.HTTPHeaders
+    body: typing.Union[bytes, str, None]
+    policy: _retry.RetryPolicy
+    deadline: typing.Optional[float]
+    connect_timeout: float
+    request_timeout: float
+    options: typing.Dict[str, typing.Any]
+
+
+async def run(owner: HTTPClientMixin, call: Call,
+              response: _response.HTTPResponse,
+              client: typing.Optional[httpclient.AsyncHTTPClient] = None
+              ) -> _response.HTTPResponse:
+    """Send `call` until the policy says stop, recording into `response`."""
+    policy = call.policy
+    budget = policy.retry_budget
+    key = upstream(call.url)
+    clock = owner._http_req_clock
+    started = clock()
+    if budget is not None:
+        budget.deposit(key, started)
+    url, headers, body = call.url, call.headers, call.body
+    idempotent = policy.is_idempotent(call.method, headers)
+    deadline = call.deadline if call.deadline is not None else policy.deadline
+    if client is None:
+        client = async_http_client()
+    previous_delay: typing.Optional[float] = None
+    attempt = 0
+    while True:
+        attempt += 1
+        attempt_start = clock()
+        request_timeout, connect_timeout = (call.request_timeout,
+                                            call.connect_timeout)
+        if deadline is not None:
+            left = deadline - (attempt_start - started)
+            request_timeout = min(request_timeout, left)
+            connect_timeout = min(connect_timeout, left)
+        request = httpclient.HTTPRequest(
+            url, method=call.method, headers=headers, body=body,
+            connect_timeout=connect_timeout, request_timeout=request_timeout,
+            **call.options)
+        record = _response.AttemptRecord(attempt, attempt_start - started)
+        response.records.append(record)
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            LOGGER.debug('Attempt %i/%i: %s %s %r', attempt,
+                         policy.max_attempts, call.method, redact_url(url),
+                         redact_headers(headers))
+        status: typing.Optional[int] = None
+        failure: typing.Optional[_retry.Failure] = None
+        retry_after: typing.Optional[float] = None
+        try:
+            result = await client.fetch(request, raise_error=False)
+        except Exception as error:  # noqa: BLE001 - recorded, never raised
+            response.append_exception(error)
+            record.exception = error
+            failure = classify(error)
+        else:
+            response.append_response(result)
+            if result.code == 599 and result.error is not None:
+                # a response object that is really a transport failure
+                record.exception = result.error
+                failure = classify(result.error)
+            else:
+                status = record.status = result.code
+                retry_after = _retry_after(result)
+                _log_warning_header(result)
+        now = clock()
+        record.duration = now - attempt_start
+        decision = policy.decide(
+            attempt=attempt, method=call.method, idempotent=idempotent,
+            status=status, failure=failure, retry_after=retry_after,
+            request_timeout=call.request_timeout, elapsed=now - started,
+            deadline=deadline, previous_delay=previous_delay)
+        stop_reason = decision.stop_reason
+        if stop_reason is None and budget is not None and \
+                not budget.try_withdraw(key, now):
+            stop_reason = _retry.StopReason.BUDGET_EXHAUSTED
+        if stop_reason is not None:
+            if status is None or stop_reason not in _ANSWERED:
+                LOGGER.warning('%s %s failed after %i attempt(s): %s (%s)',
+                               call.method, redact_url(url), attempt,
+                               record.outcome, stop_reason)
+            owner._http_req_on_attempt(response, record)
+            break
+        record.delay = decision.delay
+        record.delay_reason = str(decision.delay_reason)
+        LOGGER.warning('%s %s attempt %i/%i: %s, retrying in %.3f s (%s)',
+                       call.method, redact_url(url), attempt,
+                       policy.max_attempts, record.outcome, decision.delay,
+                       decision.delay_reason)
+        owner._http_req_on_attempt(response, record)
+        previous_delay = decision.delay
+        await owner._http_req_sleep(decision.delay)
+        url, headers, body = owner._http_req_modify_for_retry(
+            response, attempt + 1, url, headers, body)
+    response.finish(stop_reason)
+    owner._http_req_on_complete(response)
+    return response
+
+
+def _retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:
+    value = result.headers.get('Retry-After')
+    if value is None:
+        return None
+    seconds = _retry.parse_retry_after(value, time.time())
+    if seconds is None:
+        LOGGER.debug('Ignoring an unparseable Retry-After: %r', value)
+    return seconds
+
+
+def _log_warning_header(result: httpclient.HTTPResponse) -> None:
+    for value in result.headers.get_list('Warning'):
+        LOGGER.warning('Warning header from %s: %s',
+                       redact_url(result.effective_url or ''), value)

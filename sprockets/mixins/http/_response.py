@@ -1,0 +1,243 @@
+"""The response of :meth:`HTTPClientMixin.http_fetch` and its per-attempt
+records."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import typing
+
+from ietfparse import errors as ietf_errors
+from ietfparse import headers as ietf_headers
+from tornado import httpclient, httputil
+
+from sprockets.mixins.http import _content, _retry
+
+LOGGER = logging.getLogger('sprockets.mixins.http')
+
+__all__ = ['AttemptRecord', 'HTTPResponse']
+
+_UNSET: typing.Any = object()
+
+
+@dataclasses.dataclass
+class AttemptRecord:
+    """What happened on one attempt, kept in :attr:`HTTPResponse.records`.
+
+    .. versionadded:: 3.0
+
+    """
+    #: ``1`` for the first attempt.
+    number: int
+    #: When the attempt started, on the response's monotonic clock.
+    started: float
+    #: Seconds the attempt took.
+    duration: float = 0.0
+    #: The response status, or :data:`None` when the attempt raised.
+    status: typing.Optional[int] = None
+    #: The exception the attempt raised, or :data:`None`.
+    exception: typing.Optional[BaseException] = None
+    #: Seconds slept after this attempt before the next one.
+    delay: float = 0.0
+    #: Why the engine slept: ``'backoff'`` or ``'retry-after'``, or
+    #: :data:`None` when it did not.
+    delay_reason: typing.Optional[str] = None
+
+    @property
+    def outcome(self) -> str:
+        """The status as a string, or the exception's class name."""
+        if self.status is not None:
+            return str(self.status)
+        return type(self.exception).__name__
+
+
+class HTTPResponse:
+    """Every attempt of one :meth:`~HTTPClientMixin.http_fetch` call, and
+    the final answer.
+
+    No property raises: a response that never arrived gives a
+    :attr:`code` of ``599`` and empty or :data:`None` values, and a body
+    that cannot be decoded gives its raw bytes (see :attr:`body_error`).
+
+    :param simplify_error_response: for a final status of 400 or more,
+        make :attr:`body` the decoded body's ``message`` when it has one
+    :param clock: the monotonic clock :attr:`duration` is measured with
+
+    .. versionchanged:: 3.0
+       Added :attr:`stop_reason`, :attr:`records`, :attr:`body_error` and
+       ``headers.get_list()``; the `clock` parameter.
+
+    """
+
+    def __init__(self, simplify_error_response: bool = True, *,
+                 clock: typing.Callable[[], float] = time.monotonic) -> None:
+        self._simplify = simplify_error_response
+        self._clock = clock
+        self._start = clock()
+        self._end: typing.Optional[float] = None
+        self._responses: typing.List[httpclient.HTTPResponse] = []
+        self._exceptions: typing.List[BaseException] = []
+        self._body: typing.Any = _UNSET
+        self._body_error: typing.Optional[Exception] = None
+        self._links: typing.Any = _UNSET
+        #: Why the call stopped, one of :class:`StopReason`; :data:`None`
+        #: until :meth:`finish` is called.
+        self.stop_reason: typing.Optional[_retry.StopReason] = None
+        #: One :class:`AttemptRecord` per attempt, in order.
+        self.records: typing.List[AttemptRecord] = []
+
+    def __repr__(self) -> str:
+        return (f'<{type(self).__name__} code={self.code} '
+                f'attempts={len(self)} stop_reason={self.stop_reason}>')
+
+    def __len__(self) -> int:
+        """The number of attempts made."""
+        return len(self._responses) + len(self._exceptions)
+
+    def append_response(self, response: httpclient.HTTPResponse) -> None:
+        """Record a tornado response."""
+        self._responses.append(response)
+        self._body = self._links = _UNSET
+        self._body_error = None
+
+    def append_exception(self, error: BaseException) -> None:
+        """Record an exception raised by an attempt."""
+        self._exceptions.append(error)
+
+    def finish(self, stop_reason: typing.Optional[str] = None) -> None:
+        """Stop the duration clock and set :attr:`stop_reason`."""
+        self._end = self._clock()
+        if stop_reason is not None:
+            self.stop_reason = _retry.StopReason(stop_reason)
+
+    @property
+    def attempts(self) -> int:
+        """The number of attempts: responses plus exceptions."""
+        return len(self)
+
+    @property
+    def body(self) -> typing.Any:
+        """The final response's body, decoded by its Content-Type.
+
+        JSON (``application/json`` and ``+json``) and msgpack
+        (``application/msgpack``, ``application/x-msgpack`` and
+        ``+msgpack``) are decoded on first access and cached; any other
+        content type gives the raw :class:`bytes`.  For a final status of
+        400 or more with ``simplify_error_response``, a decoded dict's
+        ``message`` is returned in place of the dict.
+
+        :data:`None` when no response arrived.  A body that cannot be
+        decoded gives the raw bytes, and the error is kept in
+        :attr:`body_error`.
+
+        """
+        if self._body is _UNSET:
+            self._body = self._decode()
+        return self._body
+
+    @property
+    def body_error(self) -> typing.Optional[Exception]:
+        """The exception raised while decoding :attr:`body`, or
+        :data:`None`.  Reading it decodes the body if needed.
+
+        .. versionadded:: 3.0
+
+        """
+        if self._body is _UNSET:
+            self._body = self._decode()
+        return self._body_error
+
+    def _decode(self) -> typing.Any:
+        if not self._responses:
+            return None
+        raw = self._responses[-1]
+        data = raw.body or b''
+        content_type = raw.headers.get('Content-Type')
+        try:
+            value = _content.deserialize(data, content_type)
+        except (ValueError, LookupError) as error:
+            self._body_error = error
+            LOGGER.debug('Could not decode the %s response body as %s: %s',
+                         raw.code, content_type, error)
+            return data
+        if (self._simplify and raw.code >= 400 and isinstance(value, dict)
+                and 'message' in value):
+            return value['message']
+        return value
+
+    @property
+    def code(self) -> int:
+        """The final response's status, ``599`` when none arrived."""
+        if not self._responses:
+            return 599
+        return self._responses[-1].code
+
+    @property
+    def duration(self) -> float:
+        """Seconds across every attempt and sleep, on a monotonic clock."""
+        end = self._end if self._end is not None else self._clock()
+        return end - self._start
+
+    @property
+    def exceptions(self) -> typing.List[BaseException]:
+        """Every exception the attempts raised, in order."""
+        return self._exceptions
+
+    @property
+    def headers(self) -> httputil.HTTPHeaders:
+        """The final response's headers (empty when none arrived).
+
+        ``headers[name]`` joins repeated fields with a comma, as 2.x did;
+        ``headers.get_list(name)`` keeps them apart (``Set-Cookie``).
+
+        """
+        if not self._responses:
+            return httputil.HTTPHeaders()
+        return self._responses[-1].headers
+
+    @property
+    def history(self) -> typing.List[httpclient.HTTPResponse]:
+        """Every tornado response received, in order."""
+        return self._responses
+
+    @property
+    def links(self) -> typing.Optional[typing.List[typing.Dict[str, str]]]:
+        """The final ``Link`` header as a list of dicts, each with a
+        ``target`` and the link's parameters.
+
+        ``[]`` when the header is absent or malformed (a malformed header
+        is logged at DEBUG); :data:`None` when no response arrived.
+
+        """
+        if not self._responses:
+            return None
+        if self._links is _UNSET:
+            self._links = self._parse_links()
+        return typing.cast(typing.List[typing.Dict[str, str]], self._links)
+
+    def _parse_links(self) -> typing.List[typing.Dict[str, str]]:
+        values = self._responses[-1].headers.get_list('Link')
+        links: typing.List[typing.Dict[str, str]] = []
+        try:
+            for value in values:
+                for link in ietf_headers.parse_link(value, strict=False):
+                    entry = {'target': link.target}
+                    entry.update(link.parameters)
+                    links.append(entry)
+        except (ietf_errors.RootException, ValueError) as error:
+            LOGGER.debug('Ignoring a malformed Link header: %s', error)
+            return []
+        return links
+
+    @property
+    def ok(self) -> bool:
+        """:data:`True` when the final status is 200 to 399 and the request
+        reached a final answer."""
+        if self.stop_reason is _retry.StopReason.TOO_MANY_REDIRECTS:
+            return False
+        return bool(self._responses) and 200 <= self.code < 400
+
+    @property
+    def raw(self) -> typing.Optional[httpclient.HTTPResponse]:
+        """The final tornado response, or :data:`None`."""
+        return self._responses[-1] if self._responses else None
