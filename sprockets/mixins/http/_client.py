@@ -7,6 +7,8 @@ module only knows how tornado reports what happened.
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 import os
 import re
@@ -30,6 +32,7 @@ _CURL_FATAL = frozenset({
     1,   # UNSUPPORTED_PROTOCOL
     3,   # URL_MALFORMAT
     51,  # PEER_FAILED_VERIFICATION (older libcurl)
+    47,  # TOO_MANY_REDIRECTS
     58,  # SSL_CERTPROBLEM: the client certificate is unusable
     60,  # PEER_FAILED_VERIFICATION / SSL_CACERT
     77,  # SSL_CACERT_BADFILE
@@ -43,11 +46,14 @@ _CURL_NOT_SENT = frozenset({
     7,   # COULDNT_CONNECT
 })
 _CURL_TIMEOUT = 28
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS = ('Authorization', 'Proxy-Authorization', 'Cookie')
 _CURL_CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
 
 _SECRET_NAME = re.compile(r'auth|cookie|key|token|secret|password|session',
                           re.IGNORECASE)
 REDACTED = '<redacted>'
+_USERINFO = re.compile(r'(?<=://)[^/?#]*@')
 
 # stop reasons that mean the upstream answered and nothing went wrong on
 # our side: a plain 404 is not worth a WARNING
@@ -103,7 +109,10 @@ def classify(error: BaseException) -> _retry.Failure:
 
 def upstream(url: str) -> typing.Tuple[str, str, int]:
     """Return the ``(scheme, host, port)`` a retry budget is kept for."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # "http://[::1": the fetch fails and records why
+        return '', url, 0
     scheme = parts.scheme.lower()
     try:
         port = parts.port
@@ -112,6 +121,27 @@ def upstream(url: str) -> typing.Tuple[str, str, int]:
     if port is None:
         port = 443 if scheme == 'https' else 80
     return scheme, (parts.hostname or ''), port
+
+
+def url_problem(url: str) -> typing.Optional[str]:
+    """Say what is wrong with `url`, or return :data:`None` when it is a
+    usable http or https URL.  Such a URL is never sent nor retried."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as error:
+        return str(error)
+    if parts.scheme.lower() not in ('http', 'https'):
+        return f'unsupported scheme {parts.scheme!r}' if parts.scheme \
+            else 'no scheme'
+    if not parts.hostname:
+        return 'no host'
+    if _BAD_HOST.search(parts.netloc):
+        return 'white space or control characters in the host'
+    return None
+
+
+_BAD_HOST = re.compile(r'[\x00-\x20\x7f]')
 
 
 def redact_headers(headers: typing.Mapping[str, str]
@@ -128,7 +158,10 @@ def redact_headers(headers: typing.Mapping[str, str]
 
 def redact_url(url: str) -> str:
     """Return `url` without a password in its userinfo."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # an invalid URL is still logged, minus userinfo
+        return _USERINFO.sub(f'{REDACTED}@', url, count=1)
     if parts.password is None:
         return url
     netloc = parts.netloc.rpartition('@')[2]
@@ -210,12 +243,20 @@ async def run(owner: HTTPClientMixin, call: Call,
     started = clock()
     if budget is not None:
         budget.deposit(key, started)
-    url, headers, body = call.url, call.headers, call.body
+    headers: typing.MutableMapping[str, str] = call.headers
+    url, body = call.url, call.body
     idempotent = policy.is_idempotent(call.method, headers)
     deadline = call.deadline if call.deadline is not None else policy.deadline
     if client is None:
         client = async_http_client()
     previous_delay: typing.Optional[float] = None
+    stream = call.options.get('streaming_callback')
+    # redirects are followed here, not by tornado, so that both clients
+    # keep credentials from other origins and report loops alike
+    follow = bool(call.options.get('follow_redirects'))
+    max_redirects = int(call.options.get('max_redirects') or 0)
+    base_options = dict(call.options, follow_redirects=False)
+    stop_reason: typing.Optional[_retry.StopReason] = None
     attempt = 0
     while True:
         attempt += 1
@@ -224,12 +265,26 @@ async def run(owner: HTTPClientMixin, call: Call,
                                             call.connect_timeout)
         if deadline is not None:
             left = deadline - (attempt_start - started)
-            request_timeout = min(request_timeout, left)
-            connect_timeout = min(connect_timeout, left)
+            if left <= 0:  # a sleep overshot: tornado reads 0 as no limit
+                stop_reason = _retry.StopReason.DEADLINE
+                break
+            # 0 is tornado's "no limit": the deadline is the limit then
+            request_timeout = min(request_timeout or left, left)
+            connect_timeout = min(connect_timeout or left, left)
+        options = base_options
+        chunks: typing.Optional[typing.List[bytes]] = None
+        if stream is not None and attempt < policy.max_attempts:
+            # only the returned attempt's body may reach the caller
+            chunks = []
+            options = dict(options, streaming_callback=chunks.append)
         request = httpclient.HTTPRequest(
-            url, method=call.method, headers=headers, body=body,
+            url, method=call.method,
+            headers=(headers if isinstance(headers, (dict,
+                                                     httputil.HTTPHeaders))
+                     else dict(headers)),
+            body=body,
             connect_timeout=connect_timeout, request_timeout=request_timeout,
-            **call.options)
+            **options)
         record = _response.AttemptRecord(attempt, attempt_start - started)
         response.records.append(record)
         if LOGGER.isEnabledFor(logging.DEBUG):
@@ -239,9 +294,11 @@ async def run(owner: HTTPClientMixin, call: Call,
         status: typing.Optional[int] = None
         failure: typing.Optional[_retry.Failure] = None
         retry_after: typing.Optional[float] = None
+        redirect_loop = False
         try:
-            result = await client.fetch(request, raise_error=False)
-        except Exception as error:  # noqa: BLE001 - recorded, never raised
+            result, redirect_loop = await _send(
+                client, request, follow, max_redirects, chunks)
+        except Exception as error:  # recorded, never raised
             response.append_exception(error)
             record.exception = error
             failure = classify(error)
@@ -260,9 +317,11 @@ async def run(owner: HTTPClientMixin, call: Call,
         decision = policy.decide(
             attempt=attempt, method=call.method, idempotent=idempotent,
             status=status, failure=failure, retry_after=retry_after,
-            request_timeout=call.request_timeout, elapsed=now - started,
+            request_timeout=call.request_timeout or None,
+            elapsed=now - started,
             deadline=deadline, previous_delay=previous_delay)
-        stop_reason = decision.stop_reason
+        stop_reason = (_retry.StopReason.TOO_MANY_REDIRECTS if redirect_loop
+                       else decision.stop_reason)
         if stop_reason is None and budget is not None and \
                 not budget.try_withdraw(key, now):
             stop_reason = _retry.StopReason.BUDGET_EXHAUSTED
@@ -272,6 +331,8 @@ async def run(owner: HTTPClientMixin, call: Call,
                                call.method, redact_url(url), attempt,
                                record.outcome, stop_reason)
             owner._http_req_on_attempt(response, record)
+            if chunks and stream is not None and status is not None:
+                await _deliver(stream, chunks)
             break
         record.delay = decision.delay
         record.delay_reason = str(decision.delay_reason)
@@ -287,6 +348,74 @@ async def run(owner: HTTPClientMixin, call: Call,
     response.finish(stop_reason)
     owner._http_req_on_complete(response)
     return response
+
+
+async def _send(client: httpclient.AsyncHTTPClient,
+                request: httpclient.HTTPRequest, follow: bool,
+                max_redirects: int,
+                chunks: typing.Optional[typing.List[bytes]]
+                ) -> typing.Tuple[httpclient.HTTPResponse, bool]:
+    """Send one attempt, following redirects when asked.
+
+    :returns: the final response, and whether it is a redirect that
+        exceeded `max_redirects`
+    :raises ValueError: for a URL that cannot be sent (never retried)
+
+    """
+    hops = 0
+    while True:
+        problem = url_problem(request.url)
+        if problem is not None:
+            raise ValueError(f'invalid URL {redact_url(request.url)!r}: '
+                             f'{problem}')
+        result = await client.fetch(request, raise_error=False)
+        if not (follow and result.code in _REDIRECTS
+                and 'Location' in result.headers):
+            return result, False
+        if hops >= max_redirects:
+            return result, True
+        hops += 1
+        if chunks:
+            chunks.clear()  # a hop's body is not the answer
+        request = _redirected(request, result)
+
+
+def _redirected(request: httpclient.HTTPRequest,
+                result: httpclient.HTTPResponse) -> httpclient.HTTPRequest:
+    """Return the request for the next hop of a redirect.
+
+    303 (and 301 or 302 after a POST) turns into a body-less GET, as
+    browsers and tornado do.  Credentials (Authorization,
+    Proxy-Authorization, Cookie and basic-auth) are dropped when the
+    target is another origin.
+
+    """
+    following = copy.copy(request)
+    following.url = urllib.parse.urljoin(request.url,
+                                         result.headers['Location'])
+    headers = httputil.HTTPHeaders(request.headers)
+    if result.code == 303 and request.method != 'HEAD' or (
+            result.code in (301, 302) and request.method == 'POST'):
+        following.method = 'GET'
+        following.body = None  # type: ignore[assignment]
+        for name in ('Content-Type', 'Content-Length',
+                     'Content-Encoding', 'Transfer-Encoding'):
+            headers.pop(name, None)
+    if upstream(following.url) != upstream(request.url):
+        for name in _CREDENTIAL_HEADERS:
+            headers.pop(name, None)
+        following.auth_username = following.auth_password = None
+        following.auth_mode = None
+    following.headers = headers
+    return following
+
+
+async def _deliver(callback: typing.Callable[[bytes], typing.Any],
+                   chunks: typing.List[bytes]) -> None:
+    for chunk in chunks:
+        result = callback(chunk)
+        if inspect.isawaitable(result):
+            await result
 
 
 def _retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:

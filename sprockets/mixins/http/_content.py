@@ -152,7 +152,14 @@ def dump_msgpack(value: typing.Any) -> bytes:
 
 def _form_encode(value: typing.Any) -> bytes:
     items = value.items() if isinstance(value, typing.Mapping) else value
-    return urllib.parse.urlencode(list(items), doseq=True).encode('ascii')
+    items = list(items)
+    for name, field in items:
+        # urlencode would write None as "None" and a dict as its keys
+        if field is None or isinstance(field, (typing.Mapping, set,
+                                               frozenset)):
+            raise TypeError(f'cannot form-encode field {name!r}: a '
+                            f'{type(field).__name__} value')
+    return urllib.parse.urlencode(items, doseq=True).encode('ascii')
 
 
 FileField = typing.Union[
@@ -236,7 +243,12 @@ def serialize(body: typing.Any,
     if codec == FORM:
         return _form_encode(body)
     if codec == MULTIPART:
-        parsed = parse_content_type(content_type)
+        # a boundary is case-sensitive: parse without lowercasing values
+        try:
+            parsed = headers.parse_content_type(
+                str(content_type), normalize_parameter_values=False)
+        except ValueError:  # pragma: no cover - codec_for parsed it
+            parsed = None
         boundary = parsed.parameters.get('boundary') if parsed else None
         if not boundary:
             raise UnsupportedContentType(

@@ -29,7 +29,7 @@ class AttemptRecord:
     """
     #: ``1`` for the first attempt.
     number: int
-    #: When the attempt started, on the response's monotonic clock.
+    #: Seconds from the start of the call to the start of this attempt.
     started: float
     #: Seconds the attempt took.
     duration: float = 0.0

@@ -10,10 +10,12 @@ keeps the whole policy testable with tables and no event loop.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import email.utils
 import enum
 import math
 import random
+import re
 import threading
 import typing
 
@@ -43,6 +45,11 @@ IDEMPOTENT_METHODS: typing.FrozenSet[str] = frozenset(
     {'GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'})
 
 JITTER_MODES = ('full', 'equal', 'decorrelated')
+
+# RFC 9110 delta-seconds is 1*DIGIT; a sign and a fraction are tolerated,
+# but not what float() also accepts: "inf", "nan", "1e3", "1_000"
+_DELTA_SECONDS = re.compile(r'[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)',
+                            re.ASCII)
 
 
 class StopReason(str, enum.Enum):
@@ -99,7 +106,7 @@ class DelayReason(str, enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """The answer of :meth:`RetryPolicy.decide`.
+    """The answer of :meth:`.RetryPolicy.decide`.
 
     When :attr:`stop_reason` is ``None`` the engine sleeps :attr:`delay`
     seconds and sends the request again.
@@ -122,12 +129,14 @@ def parse_retry_after(value: typing.Optional[str],
     """Return the seconds a ``Retry-After`` value asks to wait.
 
     :param value: the header value, in either RFC 9110 form:
-        delta-seconds (a fraction is tolerated) or an HTTP-date
+        delta-seconds (a sign and a fraction are tolerated) or an HTTP-date
+        (IMF-fixdate, RFC 850 or asctime, always read as GMT)
     :param now: the current wall-clock time as a POSIX timestamp; an
         HTTP-date is interpreted relative to it
     :returns: the delay in seconds, ``0.0`` for a negative value or a date
-        in the past, or :data:`None` when the value is absent or cannot be
-        parsed
+        in the past, :data:`math.inf` for a number too large for a float,
+        or :data:`None` when the value is absent or cannot be parsed
+        (``inf``, ``nan`` and exponents are not delta-seconds)
 
     .. versionadded:: 3.0
 
@@ -137,62 +146,87 @@ def parse_retry_after(value: typing.Optional[str],
     value = value.strip()
     if not value:
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
+    if _DELTA_SECONDS.fullmatch(value):
+        seconds = float(value)  # digits only: never NaN, inf when huge
+    else:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when is None:  # pragma: no cover - Python < 3.10 returned None
             return None
+        if when.tzinfo is None:
+            # an HTTP-date is always GMT; "-0000" and asctime() forms
+            # parse without a zone and must not be read as local time
+            when = when.replace(tzinfo=datetime.timezone.utc)
         seconds = when.timestamp() - now
-    if math.isnan(seconds):
-        return None
     if math.isinf(seconds):
         return math.inf if seconds > 0 else 0.0
     return max(0.0, seconds)
 
 
-class _Window:
-    """A sum over a sliding window, kept in one-second slices."""
+# Finagle keeps its budget in integer units of 1/1000 of a retry, so that
+# sums of 0.2 never drift: 60 deposits are 12 retries, not 11.999...
+_SCALE = 1000
 
-    __slots__ = ('_slices', '_slice_width', '_width')
+
+class _Window:
+    """A sum of integers over a sliding window, kept in slices."""
+
+    __slots__ = ('_count', '_per_second', '_slices')
 
     def __init__(self, width: float, slices: int) -> None:
-        self._width = width
-        self._slice_width = width / slices
+        self._count = slices
+        # slices per second: multiplying by it keeps whole-second times on
+        # slice edges (100 // 0.2 is 499.0 in floating point)
+        self._per_second = slices / width
         # slice index -> amount
-        self._slices: typing.Dict[int, float] = {}
+        self._slices: typing.Dict[int, int] = {}
 
     def _expire(self, now: float) -> int:
-        index = int(now // self._slice_width)
-        oldest = index - int(round(self._width / self._slice_width)) + 1
+        index = math.floor(now * self._per_second)
+        oldest = index - self._count + 1
         for key in [k for k in self._slices if k < oldest]:
             del self._slices[key]
         return index
 
-    def add(self, now: float, amount: float) -> None:
+    def add(self, now: float, amount: int) -> None:
         index = self._expire(now)
-        self._slices[index] = self._slices.get(index, 0.0) + amount
+        self._slices[index] = self._slices.get(index, 0) + amount
 
-    def total(self, now: float) -> float:
+    def total(self, now: float) -> int:
         self._expire(now)
         return sum(self._slices.values())
+
+
+def _check_number(name: str, value: typing.Optional[float], *,
+                  minimum: float = 0.0, allow_none: bool = False,
+                  exclusive: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or math.isnan(value)):
+        raise TypeError(f'{name} must be a number, got {value!r}')
+    if value < minimum or (exclusive and value == minimum):
+        relation = 'greater than' if exclusive else 'at least'
+        raise ValueError(f'{name} must be {relation} {minimum}, '
+                         f'got {value!r}')
 
 
 class RetryBudget:
     """A per-upstream retry budget with Finagle's ``RetryBudget`` semantics.
 
     Every request deposits ``percent_can_retry`` of a retry; every retry
-    withdraws one.  Deposits and withdrawals expire after ``ttl`` seconds.
-    On top of the deposits, a reserve of ``min_retries_per_sec * ttl``
-    retries is always available, so that a quiet upstream still gets a
-    burst of retries while a fleet of callers cannot multiply the load on
-    an upstream that fails every request.
+    withdraws one.  Deposits and withdrawals expire after ``ttl`` seconds
+    (kept in ten slices of ``ttl / 10``, so an entry counts for between
+    nine and ten tenths of ``ttl``).  On top of the deposits, a reserve of
+    ``min_retries_per_sec * ttl`` retries is always available, so that a
+    quiet upstream still gets a burst of retries while a fleet of callers
+    cannot multiply the load on an upstream that fails every request.
 
     Upstreams are keyed by ``(scheme, host, port)``.  All methods take the
     current monotonic time as an argument; the budget never reads a clock.
+    Amounts are kept in integer thousandths of a retry, as Finagle does.
 
     :param ttl: seconds a deposit or withdrawal counts for
     :param min_retries_per_sec: the reserve, in retries per second of
@@ -206,18 +240,20 @@ class RetryBudget:
 
     def __init__(self, ttl: float = 10.0, min_retries_per_sec: float = 10.0,
                  percent_can_retry: float = 0.2) -> None:
-        if not ttl > 0:
-            raise ValueError(f'ttl must be greater than 0, got {ttl!r}')
-        if min_retries_per_sec < 0:
-            raise ValueError('min_retries_per_sec must not be negative, '
-                             f'got {min_retries_per_sec!r}')
-        if not 0.0 <= percent_can_retry <= 1000.0:
+        _check_number('ttl', ttl, exclusive=True)
+        _check_number('min_retries_per_sec', min_retries_per_sec)
+        _check_number('percent_can_retry', percent_can_retry)
+        if math.isinf(ttl) or math.isinf(min_retries_per_sec):
+            raise ValueError('ttl and min_retries_per_sec must be finite, '
+                             f'got {ttl!r} and {min_retries_per_sec!r}')
+        if percent_can_retry > 1000.0:
             raise ValueError('percent_can_retry must be from 0.0 to 1000.0, '
                              f'got {percent_can_retry!r}')
         self.ttl = float(ttl)
         self.min_retries_per_sec = float(min_retries_per_sec)
         self.percent_can_retry = float(percent_can_retry)
-        self._reserve = self.min_retries_per_sec * self.ttl
+        self._deposit = round(self.percent_can_retry * _SCALE)
+        self._reserve = round(self.min_retries_per_sec * self.ttl * _SCALE)
         self._windows: typing.Dict[typing.Hashable, _Window] = {}
         self._lock = threading.Lock()
 
@@ -234,24 +270,24 @@ class RetryBudget:
 
     def deposit(self, upstream: typing.Hashable, now: float) -> None:
         """Record one request to `upstream` at `now`."""
-        if self.percent_can_retry:
+        if self._deposit:
             with self._lock:
-                self._window(upstream).add(now, self.percent_can_retry)
+                self._window(upstream).add(now, self._deposit)
 
     def balance(self, upstream: typing.Hashable, now: float) -> float:
         """Return how many retries `upstream` may have at `now`."""
         with self._lock:
             window = self._windows.get(upstream)
-            earned = window.total(now) if window is not None else 0.0
-        return earned + self._reserve
+            earned = window.total(now) if window is not None else 0
+        return (earned + self._reserve) / _SCALE
 
     def try_withdraw(self, upstream: typing.Hashable, now: float) -> bool:
         """Take one retry for `upstream`, or return :data:`False`."""
         with self._lock:
             window = self._window(upstream)
-            if window.total(now) + self._reserve < 1.0:
+            if window.total(now) + self._reserve < _SCALE:
                 return False
-            window.add(now, -1.0)
+            window.add(now, -_SCALE)
             return True
 
     def reset(self) -> None:
@@ -274,20 +310,6 @@ class _Default:
 _DEFAULT = _Default()
 
 
-def _check_number(name: str, value: typing.Optional[float], *,
-                  minimum: float = 0.0, allow_none: bool = False,
-                  exclusive: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or math.isnan(value)):
-        raise TypeError(f'{name} must be a number, got {value!r}')
-    if value < minimum or (exclusive and value == minimum):
-        relation = 'greater than' if exclusive else 'at least'
-        raise ValueError(f'{name} must be {relation} {minimum}, '
-                         f'got {value!r}')
-
-
 @dataclasses.dataclass(frozen=True, repr=False)
 class RetryPolicy:
     """Every decision about sending a request again, as a frozen value.
@@ -302,9 +324,11 @@ class RetryPolicy:
         other half; ``'decorrelated'`` uses AWS's decorrelated jitter,
         ``min(max_delay, uniform(retry_timeout, 3 * previous delay))``;
         :data:`None` sleeps the exact backoff, the 2.x schedule
-    :param retry_statuses: response statuses that may be retried
+    :param retry_statuses: response statuses that may be retried; any
+        collection of ints, stored as a :class:`frozenset` copy
     :param dont_retry: statuses that are never retried, whatever
-        :attr:`retry_statuses` says
+        :attr:`retry_statuses` says; stored as a :class:`frozenset` copy.
+        ``599`` in it stops retries after a transport failure (no response)
     :param retry_non_idempotent: retry POST, PATCH and other
         non-idempotent methods on any retryable outcome, not only the
         outcomes that prove the request did not take effect
@@ -331,8 +355,8 @@ class RetryPolicy:
     retry_timeout: float = 3.0
     max_delay: float = 30.0
     jitter: typing.Optional[str] = 'full'
-    retry_statuses: typing.FrozenSet[int] = DEFAULT_RETRY_STATUSES
-    dont_retry: typing.FrozenSet[int] = frozenset()
+    retry_statuses: typing.AbstractSet[int] = DEFAULT_RETRY_STATUSES
+    dont_retry: typing.AbstractSet[int] = frozenset()
     retry_non_idempotent: bool = False
     idempotency_key: bool = False
     retry_after_max: typing.Optional[float] = None
@@ -361,13 +385,18 @@ class RetryPolicy:
                 f'got {self.jitter!r}')
         for name in ('retry_statuses', 'dont_retry'):
             value = getattr(self, name)
-            if isinstance(value, (str, bytes)) or not all(
+            if isinstance(value, (str, bytes)) or not isinstance(
+                    value, typing.Iterable) or not all(
                     isinstance(code, int) and not isinstance(code, bool)
                     for code in value):
                 raise TypeError(f'{name} must be a collection of int '
                                 f'statuses, got {value!r}')
             # store an immutable copy: the caller's set is never kept
             object.__setattr__(self, name, frozenset(value))
+        for name in ('retry_non_idempotent', 'idempotency_key'):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f'{name} must be True or False, '
+                                f'got {getattr(self, name)!r}')
         if not (self.budget is _DEFAULT or self.budget is None
                 or isinstance(self.budget, RetryBudget)):
             raise TypeError('budget must be a RetryBudget or None, '
@@ -474,6 +503,9 @@ class RetryPolicy:
             unprocessed = status in UNPROCESSED_STATUSES
         elif failure is Failure.FATAL:
             return Decision(StopReason.NOT_RETRYABLE)
+        elif 599 in self.dont_retry:
+            # 599 is the code a response that never arrived reports
+            return Decision(StopReason.DONT_RETRY)
         else:
             unprocessed = failure is Failure.CONNECT
             retry_after = None
