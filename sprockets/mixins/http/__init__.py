@@ -45,6 +45,7 @@ __all__ = [
     'DEFAULT_USER_AGENT',
     'LOGGER',
     'AttemptRecord',
+    'Client',
     'Failure',
     'HTTPClientMixin',
     'HTTPResponse',
@@ -53,6 +54,7 @@ __all__ = [
     'StopReason',
     'UnsupportedContentType',
     '__version__',
+    'close_all',
     'parse_retry_after',
 ]
 
@@ -67,7 +69,7 @@ _DEFAULT_ACCEPT = ', '.join(str(value) for value in AVAILABLE_CONTENT_TYPES)
 _BODY_EXPECTED = frozenset({'POST', 'PUT', 'PATCH'})
 _BODY_FORBIDDEN = frozenset({'GET', 'HEAD'})
 
-ContentTypeArg = typing.Union[str, datastructures.ContentType]
+_ContentTypeArg = typing.Union[str, datastructures.ContentType]
 
 
 class HTTPClientMixin:
@@ -112,7 +114,7 @@ class HTTPClientMixin:
             self, url: typing.Any, method: str = 'GET',
             request_headers: typing.Optional[typing.Mapping[str, str]] = None,
             body: typing.Any = None,
-            content_type: ContentTypeArg = CONTENT_TYPE_MSGPACK,
+            content_type: _ContentTypeArg = CONTENT_TYPE_MSGPACK,
             follow_redirects: bool = False,
             max_redirects: typing.Optional[int] = None,
             connect_timeout: typing.Optional[float] = None,
@@ -151,9 +153,11 @@ class HTTPClientMixin:
         :param max_redirects: how many redirects to follow; :data:`None`
             means :attr:`MAX_REDIRECTS`
         :param connect_timeout: seconds to wait for a connection;
-            :data:`None` means :attr:`DEFAULT_CONNECT_TIMEOUT`
+            :data:`None` means :attr:`DEFAULT_CONNECT_TIMEOUT` and ``0``
+            means no limit (tornado's meaning)
         :param request_timeout: seconds an attempt may take; :data:`None`
-            means :attr:`DEFAULT_REQUEST_TIMEOUT`
+            means :attr:`DEFAULT_REQUEST_TIMEOUT` and ``0`` means no limit
+            but the `deadline`
         :param retry_timeout: the backoff base in seconds; :data:`None`
             keeps the policy's (:attr:`DEFAULT_RETRY_TIMEOUT` by default)
         :param max_http_attempts: how many times to send the request at
@@ -172,7 +176,8 @@ class HTTPClientMixin:
             `dont_retry` and `deadline` still override its fields
         :param deadline: seconds the whole call may take, retries and sleeps
             included; :data:`None` keeps the policy's
-        :param params: query arguments merged into the URL's query string
+        :param params: query arguments merged into the URL's query string;
+            a list or tuple value repeats the argument
         :param kwargs: passed on to :class:`tornado.httpclient.HTTPRequest`
         :raises RuntimeError: when `kwargs` has ``raise_error``
         :raises TypeError: for a body of a type that cannot be sent, or a
@@ -204,7 +209,7 @@ class HTTPClientMixin:
     def _http_req_prepare(
             self, url: typing.Any, method: str,
             request_headers: typing.Optional[typing.Mapping[str, str]],
-            body: typing.Any, content_type: ContentTypeArg,
+            body: typing.Any, content_type: _ContentTypeArg,
             follow_redirects: bool, max_redirects: typing.Optional[int],
             connect_timeout: typing.Optional[float],
             request_timeout: typing.Optional[float],
@@ -221,8 +226,11 @@ class HTTPClientMixin:
             options: typing.Dict[str, typing.Any]) -> _client.Call:
         """Validate and assemble one call; raises before anything is sent."""
         url = str(url)
-        if params:
-            url = httputil.url_concat(url, dict(params))
+        if params:  # a list or tuple value repeats the argument
+            url = httputil.url_concat(url, [
+                (name, item) for name, value in params.items()
+                for item in (value if isinstance(value, (list, tuple))
+                             else [value])])
         verb = method.upper()
         if (body is not None and verb in _BODY_FORBIDDEN
                 and not allow_nonstandard_methods):
@@ -233,7 +241,8 @@ class HTTPClientMixin:
             deadline)
         content_type = str(content_type)
         if (body is not None and _content.codec_for(content_type)
-                == _content.MULTIPART and 'boundary=' not in content_type):
+                == _content.MULTIPART and 'boundary=' not in
+                content_type.lower()):
             content_type += f'; boundary={uuid.uuid4().hex}'
         headers = self._http_req_apply_default_headers(
             _copy_headers(request_headers), content_type, body)
@@ -250,8 +259,6 @@ class HTTPClientMixin:
         if policy.idempotency_key and not policy.is_idempotent(verb,
                                                                  headers):
             headers['Idempotency-Key'] = str(uuid.uuid4())
-        if 'streaming_callback' in options or 'header_callback' in options:
-            LOGGER.debug('Callbacks receive the data of every attempt')
         options.update(
             follow_redirects=follow_redirects,
             max_redirects=(self.MAX_REDIRECTS if max_redirects is None
@@ -260,12 +267,11 @@ class HTTPClientMixin:
             validate_cert=validate_cert,
             allow_nonstandard_methods=allow_nonstandard_methods)
         return _client.Call(
-            url, method, headers, payload, policy,
-            deadline,
-            (self.DEFAULT_CONNECT_TIMEOUT if connect_timeout is None
-             else connect_timeout),
-            (self.DEFAULT_REQUEST_TIMEOUT if request_timeout is None
-             else request_timeout),
+            url, method, headers, payload, policy, deadline,
+            _timeout('connect_timeout', connect_timeout,
+                     self.DEFAULT_CONNECT_TIMEOUT),
+            _timeout('request_timeout', request_timeout,
+                     self.DEFAULT_REQUEST_TIMEOUT),
             options)
 
     def _http_req_retry_policy(
@@ -303,7 +309,7 @@ class HTTPClientMixin:
 
     def _http_req_apply_default_headers(
             self, request_headers: typing.Optional[typing.Mapping[str, str]],
-            content_type: ContentTypeArg,
+            content_type: _ContentTypeArg,
             body: typing.Any) -> httputil.HTTPHeaders:
         """Return the request headers with the defaults added.
 
@@ -475,6 +481,19 @@ def _default_policy(max_attempts: int, retry_timeout: float) -> RetryPolicy:
     return policy
 
 
+def _timeout(name: str, value: typing.Optional[float],
+             default: float) -> float:
+    """Return the timeout in effect; ``0`` keeps tornado's meaning of no
+    limit, a negative or non-numeric value raises :exc:`ValueError`."""
+    if value is None:
+        value = default
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not value >= 0):
+        raise ValueError(f'{name} must be a number of seconds >= 0, '
+                         f'got {value!r}')
+    return float(value)
+
+
 def _copy_headers(headers: typing.Optional[typing.Mapping[str, str]]
                   ) -> httputil.HTTPHeaders:
     if headers is None:
@@ -489,3 +508,6 @@ def _copy_headers(headers: typing.Optional[typing.Mapping[str, str]]
         copied[name] = value if isinstance(value, str) else str(value)
     return copied
 
+
+# Client subclasses HTTPClientMixin: import it once the mixin exists
+from sprockets.mixins.http._standalone import Client, close_all  # noqa: E402
