@@ -1,0 +1,1063 @@
+"""The command line, ``python -m sprockets.mixins.http``.
+
+The integration tests run the command in a subprocess against tornado
+servers that run on their own IOLoop in a thread of this process, once
+with the simple AsyncHTTPClient and once with ``--curl``.  Retries never
+sleep: the command gets ``--retry-timeout 0`` and servers send
+``Retry-After: 0``.  The pure parts (argument translation, URL checks, the
+timeline's lines and countdown, rendering) are tested in process.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import pathlib
+import pty
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import typing
+
+import msgpack
+import pytest
+from tornado import httpclient, httpserver, httputil, netutil, web
+
+from sprockets.mixins import http
+from sprockets.mixins.http import _cli, testing
+
+TLS = pathlib.Path(__file__).parent / 'tls'
+BINARY = bytes(range(256))
+JSON_DOCUMENT = {'greeting': 'hello', 'numbers': [1, 2, 3], 'nested': {}}
+MSGPACK_DOCUMENT = {'name': 'blob', 'data': b'\x00\x01\xff', 'n': 7}
+JSON_RAW = json.dumps(JSON_DOCUMENT, separators=(',', ':')).encode()
+ERROR_DOCUMENT = {'message': 'no such thing', 'code': 'missing'}
+
+
+# -- the upstream ---------------------------------------------------------
+
+_hits: typing.Dict[str, int] = {}
+
+
+def _count(key: str) -> int:
+    """Return how many times `key` has been requested, this one included."""
+    _hits[key] = _hits.get(key, 0) + 1
+    return _hits[key]
+
+
+class JSONHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header('Content-Type', 'application/json')
+        self.write(JSON_RAW)
+
+
+class MsgpackHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header('Content-Type', 'application/msgpack')
+        self.write(msgpack.packb(MSGPACK_DOCUMENT, use_bin_type=True))
+
+
+class Latin1TextHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header('Content-Type', 'text/plain; charset=iso-8859-1')
+        self.write('café'.encode('iso-8859-1'))
+
+
+class BinaryHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header('Content-Type', 'application/octet-stream')
+        self.write(BINARY)
+
+
+class EchoHandler(web.RequestHandler):
+    """Answers with the request it got, as JSON."""
+
+    SUPPORTED_METHODS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE')
+
+    def _echo(self) -> None:
+        self.write({
+            'method': self.request.method,
+            'headers': list(self.request.headers.get_all()),
+            'content_type': self.request.headers.get('Content-Type'),
+            'body': self.request.body.decode('utf-8', errors='replace')})
+
+    get = post = put = patch = delete = _echo
+
+
+class MsgpackOnlyHandler(web.RequestHandler):
+    """Accepts only a msgpack body and answers with it as JSON."""
+
+    def post(self) -> None:
+        if self.request.headers.get('Content-Type') != 'application/msgpack':
+            raise web.HTTPError(415)
+        self.write({'received': msgpack.unpackb(self.request.body)})
+
+
+class FlakyHandler(web.RequestHandler):
+    """502 twice per path, then 200."""
+
+    def get(self, key: str) -> None:
+        if _count(self.request.path) <= 2:
+            self.set_status(502)
+            self.finish({'message': 'bad gateway'})
+        else:
+            self.write({'key': key})
+
+    post = get
+
+
+class RateLimitedHandler(web.RequestHandler):
+    """429 with ``Retry-After: 0`` once per path, then 200."""
+
+    def get(self, key: str) -> None:
+        if _count(self.request.path) == 1:
+            self.set_status(429)
+            self.set_header('Retry-After', '0')
+            self.finish()
+        else:
+            self.write({'key': key})
+
+
+class UnavailableHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_status(503)
+        self.finish({'message': 'down'})
+
+
+class NotFoundHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_status(404)
+        self.finish(ERROR_DOCUMENT)
+
+
+class RedirectHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.redirect('/json')
+
+
+class SlowHandler(web.RequestHandler):
+    async def get(self) -> None:
+        await asyncio.sleep(0.5)
+        self.write({'slow': True})
+
+
+class HeadersHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.set_header('Content-Type', 'text/plain; charset=utf-8')
+        self.add_header('X-Multi', 'a')
+        self.add_header('X-Multi', 'b')
+        self.write('ok')
+
+
+def application() -> web.Application:
+    return web.Application([
+        ('/json', JSONHandler),
+        ('/msgpack', MsgpackHandler),
+        ('/text', Latin1TextHandler),
+        ('/binary', BinaryHandler),
+        ('/echo', EchoHandler),
+        ('/msgpack-only', MsgpackOnlyHandler),
+        (r'/flaky/(\w+)', FlakyHandler),
+        (r'/limited/(\w+)', RateLimitedHandler),
+        ('/unavailable', UnavailableHandler),
+        ('/missing', NotFoundHandler),
+        ('/redirect', RedirectHandler),
+        ('/slow', SlowHandler),
+        ('/headers', HeadersHandler),
+    ], log_function=lambda handler: None)
+
+
+class ServerThread:
+    """A tornado server on 127.0.0.1 with its own event loop in a thread."""
+
+    def __init__(self, ssl_options: typing.Optional[ssl.SSLContext] = None
+                 ) -> None:
+        self.ssl_options = ssl_options
+        self.sockets = netutil.bind_sockets(0, '127.0.0.1')
+        self.port = self.sockets[0].getsockname()[1]
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.server: typing.Optional[httpserver.HTTPServer] = None
+
+    def url(self, path: str) -> str:
+        scheme = 'https' if self.ssl_options else 'http'
+        return f'{scheme}://127.0.0.1:{self.port}{path}'
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(10)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def listen() -> None:
+            self.server = httpserver.HTTPServer(
+                application(), ssl_options=self.ssl_options)
+            self.server.add_sockets(self.sockets)
+
+        async def close() -> None:
+            assert self.server is not None
+            self.server.stop()
+            await self.server.close_all_connections()
+
+        self.loop.run_until_complete(listen())
+        self.ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(close())
+        self.loop.close()
+
+
+@pytest.fixture(scope='module')
+def server() -> typing.Iterator[ServerThread]:
+    running = ServerThread()
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope='module')
+def tls_server() -> typing.Iterator[ServerThread]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TLS / 'cert.pem', TLS / 'key.pem')
+    running = ServerThread(context)
+    running.start()
+    yield running
+    running.stop()
+
+
+# -- running the command ----------------------------------------------------
+
+class Result(typing.NamedTuple):
+    code: int
+    stdout: bytes
+    stderr: str
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode('utf-8')
+
+    @property
+    def json(self) -> typing.Any:
+        return json.loads(self.stdout)
+
+
+def _environment() -> typing.Dict[str, str]:
+    environment = dict(os.environ, PYTHONIOENCODING='utf-8')
+    environment.pop('HTTP_MAX_CLIENTS', None)
+    return environment
+
+
+def cli(*arguments: str, stdin: bytes = b'',
+        stdout: typing.Optional[int] = None,
+        stderr: typing.Optional[int] = None) -> Result:
+    """Run the command in a subprocess; warnings are errors there too."""
+    process = subprocess.run(
+        [sys.executable, '-W', 'error', '-m', 'sprockets.mixins.http',
+         *arguments], input=stdin, env=_environment(), timeout=30,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE if stderr is None else stderr, check=False)
+    return Result(process.returncode, process.stdout or b'',
+                  (process.stderr or b'').decode('utf-8'))
+
+
+ATTEMPT = re.compile(
+    r'^attempt (?P<number>\d+): (?P<outcome>\S+)(?: \((?P<message>.*)\))?'
+    r' in (?P<duration>\d+\.\d{3}) s'
+    r'(?: -> retrying in (?P<delay>\d+\.\d{2}) s'
+    r' \((?P<reason>backoff|Retry-After)\))?$')
+STOP = re.compile(
+    r'^stop: (?P<reason>[a-z-]+) after (?P<attempts>\d+) attempts?'
+    r' in (?P<duration>\d+\.\d{3}) s'
+    r' \((?:final status (?P<status>\d+)|no response)\)$')
+
+
+class Timeline(typing.NamedTuple):
+    attempts: typing.List[typing.Dict[str, typing.Optional[str]]]
+    stop: typing.Dict[str, typing.Optional[str]]
+
+    @property
+    def outcomes(self) -> typing.List[typing.Optional[str]]:
+        return [attempt['outcome'] for attempt in self.attempts]
+
+
+def timeline(output: str) -> Timeline:
+    """Parse the attempt lines and the stop line; no other line of the
+    timeline may appear between them."""
+    attempts: typing.List[typing.Dict[str, typing.Optional[str]]] = []
+    for line in output.split('\n'):
+        # a terminal line may be rewritten: keep what is left on screen
+        line = line.rstrip('\r ').rpartition('\r')[2].rstrip()
+        match = ATTEMPT.match(line)
+        if match:
+            assert int(match['number']) == len(attempts) + 1, output
+            attempts.append(match.groupdict())
+            continue
+        match = STOP.match(line)
+        if match:
+            assert int(match['attempts']) == len(attempts), output
+            return Timeline(attempts, match.groupdict())
+        assert not attempts, f'unexpected line {line!r} in\n{output}'
+    raise AssertionError(f'no stop line in\n{output}')
+
+
+@pytest.fixture(params=['simple', 'curl'])
+def client_args(request: pytest.FixtureRequest) -> typing.List[str]:
+    """The command's arguments that pick each AsyncHTTPClient."""
+    return ['--curl'] if request.param == 'curl' else []
+
+
+# -- bodies -----------------------------------------------------------------
+
+class TestBodies:
+
+    def test_json_is_pretty_printed(self, server: ServerThread,
+                                    client_args: typing.List[str]) -> None:
+        """A JSON body is printed indented on stdout; exit 0, one attempt."""
+        result = cli(*client_args, server.url('/json'))
+        assert result.code == _cli.EXIT_OK
+        assert result.text == json.dumps(JSON_DOCUMENT, indent=2) + '\n'
+        steps = timeline(result.stderr)
+        assert steps.outcomes == ['200']
+        assert steps.stop['reason'] == 'success'
+        assert steps.stop['status'] == '200'
+
+    def test_msgpack_is_printed_as_json(self, server: ServerThread) -> None:
+        """A msgpack body is printed as JSON with bytes as {"$base64"}."""
+        result = cli(server.url('/msgpack'))
+        assert result.code == _cli.EXIT_OK
+        assert result.json == {'name': 'blob', 'n': 7,
+                               'data': {'$base64': 'AAH/'}}
+
+    def test_text_is_decoded_with_its_charset(self,
+                                              server: ServerThread) -> None:
+        """A latin-1 text body is printed decoded, with a final newline."""
+        result = cli(server.url('/text'))
+        assert result.code == _cli.EXIT_OK
+        assert result.text == 'café\n'
+
+    def test_binary_goes_to_a_pipe_as_it_is(self,
+                                            server: ServerThread) -> None:
+        """A binary body goes unchanged to a stdout that is a pipe."""
+        result = cli(server.url('/binary'))
+        assert result.code == _cli.EXIT_OK
+        assert result.stdout == BINARY
+
+    def test_binary_on_a_terminal_is_a_note(self,
+                                            server: ServerThread) -> None:
+        """On a terminal a binary body is not printed; stderr says why."""
+        primary, secondary = pty.openpty()
+        try:
+            result = cli(server.url('/binary'), stdout=secondary)
+            os.close(secondary)
+            shown = _read_all(primary)
+        finally:
+            os.close(primary)
+        assert result.code == _cli.EXIT_OK
+        assert shown == b''
+        assert ('note: binary body (256 bytes, application/octet-stream) '
+                'not shown on a terminal; use -o FILE') in result.stderr
+
+    def test_output_writes_the_body_to_a_file(
+            self, server: ServerThread, tmp_path: pathlib.Path) -> None:
+        """-o FILE writes the raw body there and nothing to stdout."""
+        target = tmp_path / 'body.bin'
+        result = cli('-o', str(target), server.url('/binary'))
+        assert result.code == _cli.EXIT_OK
+        assert target.read_bytes() == BINARY
+        assert result.stdout == b''
+        assert f'body: 256 bytes written to {target}' in result.stderr
+
+    def test_output_dash_writes_raw_json_to_stdout(
+            self, server: ServerThread) -> None:
+        """--output - writes the JSON exactly as received, not indented."""
+        result = cli('--output', '-', server.url('/json'))
+        assert result.stdout == JSON_RAW
+
+    def test_error_body_is_printed_whole(self, server: ServerThread,
+                                         client_args: typing.List[str]
+                                         ) -> None:
+        """A 404 exits 1 and prints the whole error document."""
+        result = cli(*client_args, server.url('/missing'))
+        assert result.code == _cli.EXIT_ERROR_STATUS
+        assert result.json == ERROR_DOCUMENT
+        assert timeline(result.stderr).stop['reason'] == 'not-retryable'
+
+
+def _read_all(descriptor: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(descriptor, 65536)
+        except OSError:  # EIO: the other side of the pty is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b''.join(chunks)
+
+
+# -- what is sent ---------------------------------------------------------
+
+class TestRequestOptions:
+
+    def test_method(self, server: ServerThread,
+                    client_args: typing.List[str]) -> None:
+        """-X and --method set the method, in any case."""
+        assert cli(*client_args, '-X', 'PUT',
+                   server.url('/echo')).json['method'] == 'PUT'
+        assert cli(*client_args, '--method', 'delete',
+                   server.url('/echo')).json['method'] == 'DELETE'
+
+    def test_repeated_headers(self, server: ServerThread) -> None:
+        """Every -H is sent, a repeated name included."""
+        result = cli('-H', 'X-One: 1', '-H', 'X-Two: 2', '--header',
+                     'X-Two:3', server.url('/echo'))
+        headers = result.json['headers']
+        assert ['X-One', '1'] in headers
+        assert ['X-Two', '2'] in headers
+        assert ['X-Two', '3'] in headers
+
+    def test_json(self, server: ServerThread,
+                  client_args: typing.List[str]) -> None:
+        """--json sends the document as application/json with POST."""
+        echo = cli(*client_args, '--json', '{"a": [1, 2]}',
+                   server.url('/echo')).json
+        assert echo['method'] == 'POST'
+        assert echo['content_type'] == 'application/json'
+        assert json.loads(echo['body']) == {'a': [1, 2]}
+
+    def test_json_from_a_file(self, server: ServerThread,
+                              tmp_path: pathlib.Path) -> None:
+        """--json @FILE reads the document from the file."""
+        document = tmp_path / 'document.json'
+        document.write_text('{"from": "file"}')
+        echo = cli('-X', 'PATCH', '--json', f'@{document}',
+                   server.url('/echo')).json
+        assert echo['method'] == 'PATCH'
+        assert json.loads(echo['body']) == {'from': 'file'}
+
+    def test_data_from_a_file(self, server: ServerThread,
+                              tmp_path: pathlib.Path) -> None:
+        """--data @FILE sends the file's bytes as a form body."""
+        payload = tmp_path / 'payload'
+        payload.write_bytes(b'a=1&b=two')
+        echo = cli('--data', f'@{payload}', server.url('/echo')).json
+        assert echo['method'] == 'POST'
+        assert echo['body'] == 'a=1&b=two'
+        assert echo['content_type'] == 'application/x-www-form-urlencoded'
+
+    def test_data_from_stdin(self, server: ServerThread) -> None:
+        """--data @- sends standard input."""
+        echo = cli('-X', 'PUT', '--data', '@-', server.url('/echo'),
+                   stdin=b'from stdin').json
+        assert echo['method'] == 'PUT'
+        assert echo['body'] == 'from stdin'
+
+    def test_data_keeps_a_content_type_header(self,
+                                              server: ServerThread) -> None:
+        """--data with -H Content-Type sends that Content-Type."""
+        echo = cli('-H', 'Content-Type: text/plain', '--data', 'hi',
+                   server.url('/echo')).json
+        assert echo['content_type'] == 'text/plain'
+        assert echo['body'] == 'hi'
+
+    def test_msgpack(self, server: ServerThread,
+                     client_args: typing.List[str]) -> None:
+        """--msgpack sends the --json document as msgpack."""
+        result = cli(*client_args, '--msgpack', '--json',
+                     '{"packed": [1, "two"]}', server.url('/msgpack-only'))
+        assert result.code == _cli.EXIT_OK
+        assert result.json == {'received': {'packed': [1, 'two']}}
+
+    def test_without_msgpack_the_server_refuses(
+            self, server: ServerThread) -> None:
+        """The msgpack-only upstream refuses JSON (so --msgpack counts)."""
+        result = cli('--json', '{"packed": 1}', server.url('/msgpack-only'))
+        assert result.code == _cli.EXIT_ERROR_STATUS
+        assert timeline(result.stderr).stop['status'] == '415'
+
+
+# -- retries, the timeline, exit codes --------------------------------------
+
+class TestRetries:
+
+    def test_timeline_of_backoff_retries(self, server: ServerThread,
+                                         client_args: typing.List[str]
+                                         ) -> None:
+        """Each attempt has a line with delay and reason; no \r off a tty."""
+        result = cli(*client_args, '--retry-timeout', '0',
+                     server.url(f'/flaky/get{len(client_args)}'))
+        assert result.code == _cli.EXIT_OK
+        steps = timeline(result.stderr)
+        assert steps.outcomes == ['502', '502', '200']
+        assert [(step['delay'], step['reason']) for step in steps.attempts
+                ] == [('0.00', 'backoff'), ('0.00', 'backoff'), (None, None)]
+        assert steps.stop['reason'] == 'success'
+        assert steps.stop['attempts'] == '3'
+        assert '\r' not in result.stderr
+
+    def test_retry_after_is_the_reason(self, server: ServerThread,
+                                       client_args: typing.List[str]
+                                       ) -> None:
+        """A wait asked for by Retry-After is labelled Retry-After."""
+        result = cli(*client_args,
+                     server.url(f'/limited/x{len(client_args)}'))
+        assert result.code == _cli.EXIT_OK
+        first = timeline(result.stderr).attempts[0]
+        assert (first['outcome'], first['delay'], first['reason']) == (
+            '429', '0.00', 'Retry-After')
+
+    def test_max_attempts(self, server: ServerThread) -> None:
+        """--max-attempts caps the attempts; an error status exits 1."""
+        result = cli('--max-attempts', '2', '--retry-timeout', '0',
+                     server.url('/unavailable'))
+        assert result.code == _cli.EXIT_ERROR_STATUS
+        steps = timeline(result.stderr)
+        assert steps.outcomes == ['503', '503']
+        assert steps.stop['reason'] == 'attempts-exhausted'
+
+    def test_post_is_not_retried_on_502(self, server: ServerThread,
+                                        client_args: typing.List[str]
+                                        ) -> None:
+        """A POST that got a 502 stops at once: unsafe-method."""
+        result = cli(*client_args, '--retry-timeout', '0', '--json', '{}',
+                     server.url(f'/flaky/post{len(client_args)}'))
+        assert result.code == _cli.EXIT_ERROR_STATUS
+        steps = timeline(result.stderr)
+        assert steps.outcomes == ['502']
+        assert steps.stop['reason'] == 'unsafe-method'
+
+    def test_post_with_idempotency_key_is_retried(
+            self, server: ServerThread) -> None:
+        """A POST with an Idempotency-Key is retried until it succeeds."""
+        result = cli('--retry-timeout', '0', '-H', 'Idempotency-Key: k1',
+                     '--json', '{}', server.url('/flaky/keyed'))
+        assert result.code == _cli.EXIT_OK
+        assert timeline(result.stderr).outcomes == ['502', '502', '200']
+
+    def test_connection_refused_exits_3(self,
+                                        client_args: typing.List[str]
+                                        ) -> None:
+        """Connection refused exits 3 and names the exception."""
+        with socket.socket() as unused:
+            unused.bind(('127.0.0.1', 0))
+            port = unused.getsockname()[1]
+        result = cli(*client_args, '--max-attempts', '1',
+                     f'http://127.0.0.1:{port}/')
+        assert result.code == _cli.EXIT_NO_RESPONSE
+        assert result.stdout == b''
+        steps = timeline(result.stderr)
+        assert steps.outcomes == (['CurlError'] if client_args
+                                  else ['ConnectionRefusedError'])
+        assert steps.stop['reason'] == 'attempts-exhausted'
+        assert steps.stop['status'] is None
+
+    def test_timeout(self, server: ServerThread,
+                     client_args: typing.List[str]) -> None:
+        """--timeout bounds an attempt; a timeout exits 3."""
+        result = cli(*client_args, '--timeout', '0.1', '--max-attempts',
+                     '1', server.url('/slow'))
+        assert result.code == _cli.EXIT_NO_RESPONSE
+        steps = timeline(result.stderr)
+        assert steps.outcomes == (['CurlError'] if client_args
+                                  else ['HTTPTimeoutError'])
+        assert float(steps.attempts[0]['duration'] or 0) < 0.4
+
+    def test_deadline(self, server: ServerThread) -> None:
+        """--deadline bounds the whole call: stop reason deadline."""
+        result = cli('--deadline', '0.2', '--retry-timeout', '0',
+                     server.url('/slow'))
+        assert result.code == _cli.EXIT_NO_RESPONSE
+        steps = timeline(result.stderr)
+        assert steps.stop['reason'] == 'deadline'
+        assert float(steps.stop['duration'] or 0) < 0.45
+
+    def test_redirect_is_not_followed_by_default(
+            self, server: ServerThread) -> None:
+        """Without --follow-redirects a 302 is the final answer: exit 0."""
+        result = cli(server.url('/redirect'))
+        assert result.code == _cli.EXIT_OK
+        assert timeline(result.stderr).stop['status'] == '302'
+
+    @pytest.mark.parametrize('flag', ['--follow-redirects',
+                                      '--follow_redirects',
+                                      '--follow_redirects=true'])
+    def test_follow_redirects(self, server: ServerThread, flag: str) -> None:
+        """--follow-redirects (or tornado's spelling) follows the 302."""
+        result = cli(flag, server.url('/redirect'))
+        assert result.code == _cli.EXIT_OK
+        assert result.json == JSON_DOCUMENT
+
+    def test_follow_redirects_false(self, server: ServerThread) -> None:
+        """--follow_redirects=false leaves the 302 alone."""
+        result = cli('--follow_redirects=false', server.url('/redirect'))
+        assert timeline(result.stderr).stop['status'] == '302'
+
+    def test_countdown_terminal_keeps_the_lines(
+            self, server: ServerThread) -> None:
+        """On a terminal the timeline ends with the same lines."""
+        primary, secondary = pty.openpty()
+        try:
+            result = cli('--retry-timeout', '0', server.url('/flaky/tty'),
+                         stderr=secondary)
+            os.close(secondary)
+            shown = _read_all(primary).decode('utf-8')
+        finally:
+            os.close(primary)
+        assert result.code == _cli.EXIT_OK
+        assert timeline(shown).outcomes == ['502', '502', '200']
+
+
+# -- headers, body switches, TLS, client, logging ----------------------------
+
+class TestOutputSwitches:
+
+    @pytest.mark.parametrize('flag', ['--print-headers', '--print_headers'])
+    def test_print_headers(self, server: ServerThread, flag: str) -> None:
+        """The status line and headers, a blank line, then the body."""
+        result = cli(flag, server.url('/headers'))
+        head, blank, body = result.text.partition('\n\n')
+        lines = head.splitlines()
+        assert lines[0] == '200 OK'
+        assert 'X-Multi: a' in lines
+        assert 'X-Multi: b' in lines
+        assert 'Content-Type: text/plain; charset=utf-8' in lines
+        assert (blank, body) == ('\n\n', 'ok\n')
+
+    @pytest.mark.parametrize('flag', ['--no-body', '--print_body=false',
+                                      '--print_body=0'])
+    def test_no_body(self, server: ServerThread, flag: str) -> None:
+        """--no-body (or tornado's --print_body=false) prints no body."""
+        result = cli('--print-headers', flag, server.url('/headers'))
+        assert result.code == _cli.EXIT_OK
+        assert result.text.startswith('200 OK\n')
+        assert result.text.endswith('\n\n')
+        assert 'ok' not in result.text.splitlines()
+
+    def test_print_body_true_prints_it(self, server: ServerThread) -> None:
+        """--print_body=true keeps the body."""
+        assert cli('--print_body=true',
+                   server.url('/headers')).text == 'ok\n'
+
+    def test_certificate_is_verified(self, tls_server: ServerThread,
+                                     client_args: typing.List[str]) -> None:
+        """A self-signed certificate fails unretried: exit 3."""
+        result = cli(*client_args, tls_server.url('/json'))
+        assert result.code == _cli.EXIT_NO_RESPONSE
+        steps = timeline(result.stderr)
+        assert len(steps.attempts) == 1
+        assert steps.stop['reason'] == 'not-retryable'
+
+    @pytest.mark.parametrize('flag', ['--insecure', '--validate_cert=false'])
+    def test_insecure(self, tls_server: ServerThread,
+                      client_args: typing.List[str], flag: str) -> None:
+        """--insecure (or --validate_cert=false) accepts the certificate."""
+        result = cli(*client_args, flag, tls_server.url('/json'))
+        assert result.code == _cli.EXIT_OK
+        assert result.json == JSON_DOCUMENT
+
+    @pytest.mark.parametrize('arguments, implementation', [
+        ([], 'SimpleAsyncHTTPClient'),
+        (['--curl'], 'CurlAsyncHTTPClient'),
+    ])
+    def test_curl_and_verbose(self, server: ServerThread,
+                              arguments: typing.List[str],
+                              implementation: str) -> None:
+        """-v logs the AsyncHTTPClient in use; --curl picks curl."""
+        result = cli('-v', *arguments, server.url('/json'))
+        assert result.code == _cli.EXIT_OK
+        assert (f'DEBUG sprockets.mixins.http: Sending with '
+                f'{implementation}') in result.stderr.splitlines()
+
+    def test_verbose_redacts_secrets(self, server: ServerThread) -> None:
+        """-v shows the request headers with credentials redacted."""
+        result = cli('-v', '-H', 'Authorization: Bearer s3cr3t', '-H',
+                     'X-Api-Token: t0k3n', server.url('/json'))
+        debug = [line for line in result.stderr.splitlines()
+                 if line.startswith('DEBUG sprockets.mixins.http: Attempt')]
+        assert len(debug) == 1
+        assert "'Authorization': '<redacted>'" in debug[0]
+        assert "'X-Api-Token': '<redacted>'" in debug[0]
+        assert 's3cr3t' not in result.stderr
+        assert 't0k3n' not in result.stderr
+
+    def test_quiet_without_verbose(self, server: ServerThread) -> None:
+        """Without -v the package's log lines stay out of the timeline."""
+        result = cli('--retry-timeout', '0', server.url('/flaky/quiet'))
+        assert 'WARNING' not in result.stderr
+        assert 'DEBUG' not in result.stderr
+        assert timeline(result.stderr).outcomes == ['502', '502', '200']
+
+
+# -- usage errors ----------------------------------------------------------
+
+@pytest.mark.parametrize('arguments, message', [
+    (['example.com/x'], "invalid URL 'example.com/x': no scheme"),
+    (['localhost:8000'], "invalid URL 'localhost:8000': no scheme"),
+    (['ftp://example.com/'], 'the scheme must be http or https'),
+    (['http://'], "invalid URL 'http://': no host"),
+    (['http://example.com:port/'], "invalid URL 'http://example.com:port/'"),
+    (['http://exa mple.com/'], 'contains whitespace'),
+    ([], 'a URL is required'),
+    (['--bogus', 'http://127.0.0.1/'], 'unrecognized arguments: --bogus'),
+    (['--max-attempts', 'two', 'http://127.0.0.1/'],
+     "argument --max-attempts: invalid int value: 'two'"),
+    (['--max-attempts', '0', 'http://127.0.0.1/'],
+     '--max-attempts must be at least 1, got 0'),
+    (['--retry-timeout', '-1', 'http://127.0.0.1/'],
+     '--retry-timeout must be at least 0'),
+    (['--deadline', '0', 'http://127.0.0.1/'],
+     '--deadline must be greater than 0'),
+    (['--timeout', '-1', 'http://127.0.0.1/'], '--timeout must be'),
+    (['--json', '{nope', 'http://127.0.0.1/'], '--json is not valid JSON'),
+    (['--json', '{}', '--data', 'x', 'http://127.0.0.1/'],
+     'not allowed with argument'),
+    (['--msgpack', 'http://127.0.0.1/'], '--msgpack sends the --json'),
+    (['-X', 'GET', '--json', '{}', 'http://127.0.0.1/'],
+     'a GET request cannot have a body'),
+    (['-H', 'no colon', 'http://127.0.0.1/'], "invalid header 'no colon'"),
+    (['-H', 'Bad Name: x', 'http://127.0.0.1/'], 'invalid header'),
+    (['--data', '@/no/such/file', 'http://127.0.0.1/'],
+     "cannot read '/no/such/file'"),
+    (['--print_body=maybe', 'http://127.0.0.1/'],
+     "--print_body takes true or false, got 'maybe'"),
+    (['-o', '/no/such/dir/out', 'http://127.0.0.1/'],
+     "cannot write --output '/no/such/dir/out'"),
+    (['--demo', 'http://127.0.0.1/'], '--demo takes no URL'),
+])
+def test_usage_error(arguments: typing.List[str], message: str) -> None:
+    """A usage error returns 2 with one line on stderr (in process)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = _cli.main(arguments, _cli.Streams(io.BytesIO(), stdout, stderr))
+    assert code == _cli.EXIT_USAGE
+    assert stdout.getvalue() == ''
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == 1, stderr.getvalue()
+    assert lines[0].startswith('python -m sprockets.mixins.http: error: ')
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize('arguments, message', [
+    (['example.com/x'],
+     "invalid URL 'example.com/x': no scheme, try http://example.com/x"),
+    (['--bogus', 'http://127.0.0.1/'], 'unrecognized arguments: --bogus'),
+    (['--max-attempts', '0', 'http://127.0.0.1/'],
+     '--max-attempts must be at least 1, got 0'),
+])
+def test_usage_error_in_a_process(arguments: typing.List[str],
+                                  message: str) -> None:
+    """A real process exits 2 with one line and no traceback."""
+    result = cli(*arguments)
+    assert result.code == _cli.EXIT_USAGE
+    assert result.stdout == b''
+    assert result.stderr == (
+        f'python -m sprockets.mixins.http: error: {message} (see --help)\n')
+
+
+def test_help() -> None:
+    """--help prints the options and the exit codes and exits 0."""
+    result = cli('--help')
+    assert result.code == 0
+    assert '--retry-timeout SECONDS' in result.text
+    assert 'exit codes: 0 success' in result.text
+
+
+def test_version() -> None:
+    """--version prints the package version."""
+    result = cli('--version')
+    assert result.code == 0
+    assert result.text == f'sprockets.mixins.http {http.__version__}\n'
+
+
+# -- the demo ----------------------------------------------------------------
+
+class TestDemo:
+    """The product demo, run in process with instant retries; .ci/run runs
+    the real one (with its real waits) as a smoke test."""
+
+    def test_demo(self) -> None:
+        """--demo tells the three stories: >= 3 attempts ending in 200, an
+        unretried POST and a POST retried with its Idempotency-Key."""
+        out, err = io.StringIO(), io.StringIO()
+        with testing.instant_retries() as delays:
+            code = _cli.main(['--demo'],
+                             _cli.Streams(io.BytesIO(), out, err))
+        text = out.getvalue()
+        assert code == _cli.EXIT_OK, err.getvalue()
+        stories = re.split(r'^\d\. ', text, flags=re.MULTILINE)[1:]
+        assert len(stories) == 3
+        first, unsafe, keyed = (timeline(story) for story in stories)
+        assert first.outcomes == ['503', '429', '200']
+        assert [step['reason'] for step in first.attempts] == [
+            'backoff', 'Retry-After', None]
+        assert first.attempts[1]['delay'] == '1.00'
+        assert first.stop['status'] == '200'
+        assert '"$base64": "iVBORw0KGgo="' in stories[0]
+        assert unsafe.outcomes == ['502']
+        assert unsafe.stop['reason'] == 'unsafe-method'
+        assert 'Idempotency-Key: ' in stories[2]
+        assert keyed.outcomes == ['502', '201']
+        assert keyed.stop['reason'] == 'success'
+        # backoff (full jitter, retry_timeout 1), Retry-After: 1, backoff
+        assert len(delays) == 3
+        assert 0 <= delays[0] <= 1 and delays[1] == 1.0
+        assert 0 <= delays[2] <= 1
+
+
+# -- the pure parts, in process ----------------------------------------------
+
+@pytest.mark.parametrize('argv, expected', [
+    (['--print_headers', 'URL'], ['--print-headers', 'URL']),
+    (['--print_headers=false', 'URL'], ['URL']),
+    (['--print_body=false'], ['--no-body']),
+    (['--print_body=FALSE'], ['--no-body']),
+    (['--print_body'], []),
+    (['--follow_redirects'], ['--follow-redirects']),
+    (['--follow_redirects=1'], ['--follow-redirects']),
+    (['--follow_redirects=no'], []),
+    (['--validate_cert=false'], ['--insecure']),
+    (['--validate_cert=true'], []),
+    (['-H', '--print_headers', 'URL'], ['-H', '--print_headers', 'URL']),
+    (['--data', '--validate_cert=false'], ['--data',
+                                           '--validate_cert=false']),
+    (['--', '--print_headers'], ['--', '--print_headers']),
+    (['--print-headers', '-v'], ['--print-headers', '-v']),
+])
+def test_normalize_argv(argv: typing.List[str],
+                        expected: typing.List[str]) -> None:
+    """tornado's flags are translated; option values are left alone."""
+    assert _cli.normalize_argv(argv) == expected
+
+
+def test_value_options_match_the_parser() -> None:
+    """VALUE_OPTIONS lists exactly the options that take a value."""
+    parser = _cli.build_parser()
+    taking = {option for action in parser._actions
+              for option in action.option_strings if action.nargs != 0}
+    assert taking == _cli.VALUE_OPTIONS
+
+
+@pytest.mark.parametrize('url', [
+    'http://example.com', 'https://127.0.0.1:8443/a?b=c',
+    'HTTP://Example.com/', 'http://user:pw@[::1]:80/'])
+def test_check_url_accepts(url: str) -> None:
+    """Absolute http and https URLs with a host are accepted."""
+    assert _cli.check_url(url) == url
+
+
+@pytest.mark.parametrize('url', [
+    '', 'example.com', '/path', 'mailto:a@b', 'file:///etc/passwd',
+    'http:///path', 'http://[::1/', 'http://h:99999/'])
+def test_check_url_rejects(url: str) -> None:
+    """Anything else is a usage error."""
+    with pytest.raises(_cli.UsageError, match='invalid URL'):
+        _cli.check_url(url)
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('Accept: text/plain', ('Accept', 'text/plain')),
+    ('X-Empty:', ('X-Empty', '')),
+    ('  X-Spaced  :  a b  ', ('X-Spaced', 'a b')),
+    ('X-Colon: a:b', ('X-Colon', 'a:b')),
+])
+def test_parse_header(value: str, expected: typing.Tuple[str, str]) -> None:
+    """'Name: value' splits at the first colon, trimmed."""
+    assert _cli.parse_header(value) == expected
+
+
+def _record(**fields: typing.Any) -> http.AttemptRecord:
+    return http.AttemptRecord(**{'number': 1, 'started': 0.0, **fields})
+
+
+@pytest.mark.parametrize('record, expected', [
+    (_record(status=200, duration=0.0042),
+     'attempt 1: 200 in 0.004 s'),
+    (_record(number=2, status=503, duration=0.01, delay=1.266,
+             delay_reason='backoff'),
+     'attempt 2: 503 in 0.010 s -> retrying in 1.27 s (backoff)'),
+    (_record(status=429, delay=1.0, delay_reason='retry-after'),
+     'attempt 1: 429 in 0.000 s -> retrying in 1.00 s (Retry-After)'),
+    (_record(exception=ConnectionRefusedError(111, 'Connection refused')),
+     'attempt 1: ConnectionRefusedError ([Errno 111] Connection refused) '
+     'in 0.000 s'),
+    (_record(exception=TimeoutError()), 'attempt 1: TimeoutError in 0.000 s'),
+])
+def test_attempt_line(record: http.AttemptRecord, expected: str) -> None:
+    """One stable, readable line per attempt."""
+    assert _cli.attempt_line(record) == expected
+
+
+@pytest.mark.parametrize('arguments, expected', [
+    (('success', 3, 2.2851, 200),
+     'stop: success after 3 attempts in 2.285 s (final status 200)'),
+    (('attempts-exhausted', 1, 0.002, None),
+     'stop: attempts-exhausted after 1 attempt in 0.002 s (no response)'),
+])
+def test_stop_line(arguments: typing.Tuple[typing.Any, ...],
+                   expected: str) -> None:
+    """The last line names the stop reason, attempts and duration."""
+    assert _cli.stop_line(*arguments) == expected
+
+
+class FakeClock:
+    """A monotonic clock that only the fake sleep moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: typing.List[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_countdown_on_a_terminal() -> None:
+    """On a terminal the wait ticks by 0.1 s with a countdown line."""
+    stream, clock = io.StringIO(), FakeClock()
+    line = _cli.Timeline(stream, tty=True, clock=clock)
+    line.attempt(_record(status=503, delay=0.35, delay_reason='backoff'))
+    asyncio.run(line.wait(0.35, clock.sleep))
+    assert sum(clock.sleeps) == pytest.approx(0.35)
+    assert 4 <= len(clock.sleeps) <= 5
+    assert all(tick <= _cli.COUNTDOWN_TICK for tick in clock.sleeps)
+    plain = 'attempt 1: 503 in 0.000 s -> retrying in 0.35 s (backoff)'
+    first, *frames, last = stream.getvalue().split('\r')
+    assert first == plain
+    left = [float(frame.rstrip().rpartition(': ')[2].split()[0])
+            for frame in frames]
+    assert all(frame.startswith(f'{plain}: ') for frame in frames)
+    assert left[0] == pytest.approx(0.35, abs=0.051)
+    assert left == sorted(left, reverse=True)
+    assert len(left) == len(clock.sleeps)
+    assert last.rstrip(' \n') == plain
+    assert last.endswith('\n')
+
+
+def test_no_countdown_off_a_terminal() -> None:
+    """Off a terminal the line is written once and slept once."""
+    stream, clock = io.StringIO(), FakeClock()
+    line = _cli.Timeline(stream, tty=False, clock=clock)
+    line.attempt(_record(status=503, delay=2.5, delay_reason='backoff'))
+    asyncio.run(line.wait(2.5, clock.sleep))
+    assert clock.sleeps == [2.5]
+    assert stream.getvalue() == (
+        'attempt 1: 503 in 0.000 s -> retrying in 2.50 s (backoff)\n')
+
+
+@pytest.mark.parametrize('value, expected', [
+    (b'\x00\xff', {'$base64': 'AP8='}),
+    ({b'k': 1}, {'$base64:aw==': 1}),
+    ({1: [b'']}, {1: [{'$base64': ''}]}),
+    (msgpack.Timestamp(0), '1970-01-01T00:00:00+00:00'),
+    (msgpack.ExtType(5, b'x'), {'$ext': 5, '$base64': 'eA=='}),
+    ([None, True, 1.5, 'a'], [None, True, 1.5, 'a']),
+])
+def test_to_jsonable(value: typing.Any, expected: typing.Any) -> None:
+    """What JSON cannot show gets a clear, documented marker."""
+    assert _cli.to_jsonable(value) == expected
+
+
+def _response(body: bytes, content_type: typing.Optional[str]
+              ) -> http.HTTPResponse:
+    headers = httputil.HTTPHeaders()
+    if content_type is not None:
+        headers['Content-Type'] = content_type
+    response = http.HTTPResponse(simplify_error_response=False)
+    response.append_response(httpclient.HTTPResponse(
+        httpclient.HTTPRequest('http://127.0.0.1/'), 200, headers=headers,
+        buffer=io.BytesIO(body)))
+    return response
+
+
+@pytest.mark.parametrize('body, content_type, text', [
+    (b'{"a":1}', 'application/json', '{\n  "a": 1\n}\n'),
+    (b'{"a":1}', 'application/problem+json', '{\n  "a": 1\n}\n'),
+    (msgpack.packb([1]), 'application/x-msgpack', '[\n  1\n]\n'),
+    ('é'.encode('utf-16'), 'text/plain; charset=utf-16', 'é\n'),
+    (b'<a/>', 'application/xml', '<a/>\n'),
+    (b'<a/>', 'application/atom+xml', '<a/>\n'),
+    (b'plain\n', None, 'plain\n'),
+    (b'{bad', 'application/json', '{bad\n'),
+])
+def test_render_text(body: bytes, content_type: typing.Optional[str],
+                     text: str) -> None:
+    """JSON and msgpack are pretty-printed; textual types are decoded."""
+    assert _cli.render_body(_response(body, content_type)).text == text
+
+
+@pytest.mark.parametrize('body, content_type', [
+    (b'\x89PNG', 'image/png'),
+    (b'a\x00b', None),
+    (b'\xff\xfe', None),
+    (b'\xc1', 'application/msgpack'),
+])
+def test_render_binary(body: bytes,
+                       content_type: typing.Optional[str]) -> None:
+    """Anything else is binary, kept as received."""
+    assert _cli.render_body(_response(body, content_type)).data == body
+
+
+def test_render_notes_an_undecodable_json_body() -> None:
+    """A JSON body that does not parse is shown as text with a note."""
+    shown = _cli.render_body(_response(b'{bad', 'application/json'))
+    assert shown.note is not None
+    assert shown.note.startswith('the body is not valid json')
+
+
+def _final(status: typing.Optional[int], stop_reason: str,
+           records: int = 1) -> http.HTTPResponse:
+    response = _response(b'', None) if status is not None else (
+        http.HTTPResponse())
+    if response.raw is not None and status is not None:
+        response.raw.code = status
+    for number in range(1, records + 1):
+        response.records.append(http.AttemptRecord(
+            number, 0.0, status=status,
+            exception=None if status else ConnectionResetError()))
+    response.finish(stop_reason)
+    return response
+
+
+@pytest.mark.parametrize('response, code', [
+    (_final(200, 'success'), _cli.EXIT_OK),
+    (_final(304, 'success'), _cli.EXIT_OK),
+    (_final(302, 'too-many-redirects'), _cli.EXIT_ERROR_STATUS),
+    (_final(404, 'not-retryable'), _cli.EXIT_ERROR_STATUS),
+    (_final(503, 'attempts-exhausted', 3), _cli.EXIT_ERROR_STATUS),
+    (_final(None, 'attempts-exhausted', 2), _cli.EXIT_NO_RESPONSE),
+    (_final(None, 'not-retryable', 0), _cli.EXIT_NO_RESPONSE),
+])
+def test_exit_code(response: http.HTTPResponse, code: int) -> None:
+    """2xx/3xx exit 0, an error or redirect loop 1, no response 3."""
+    assert _cli.exit_code(response) == code
+
+
+def test_bad_http_max_clients_is_a_usage_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package's ValueError for HTTP_MAX_CLIENTS is one line, exit 2."""
+    monkeypatch.setenv('HTTP_MAX_CLIENTS', 'many')
+    stderr = io.StringIO()
+    code = _cli.main(['--max-attempts', '1', 'http://127.0.0.1:9/'],
+                     _cli.Streams(io.BytesIO(), io.StringIO(), stderr))
+    assert code == _cli.EXIT_USAGE
+    assert stderr.getvalue() == (
+        'python -m sprockets.mixins.http: error: HTTP_MAX_CLIENTS must be a '
+        "whole number, got 'many' (see --help)\n")
+
+
+def test_demo_document_has_bytes() -> None:
+    """The demo's msgpack document has bytes, to show the marker."""
+    assert base64.b64encode(_cli.DEMO_ORDER['thumbnail']) == b'iVBORw0KGgo='
