@@ -1,4 +1,4 @@
-"""Redirects and invalid URLs: loops end, credentials stay at home."""
+"""Redirects, URLs and methods: loops end, credentials stay at home."""
 from __future__ import annotations
 
 import typing
@@ -137,5 +137,34 @@ class TestRedirectsSimple(RedirectCases):
 
 
 class TestRedirectsCurl(RedirectCases):
+    __test__ = True
+    implementation = support.CURL
+
+
+class MethodHandler(web.RequestHandler):
+    SUPPORTED_METHODS = ('GET', 'PUT')
+
+    def put(self) -> None:
+        self.write({'method': self.request.method})
+
+
+class MethodCases(support.ServerTestCase):
+    __test__ = False
+    handlers = [('/method', MethodHandler)]
+
+    @testing.gen_test
+    async def test_lower_case_method_is_sent_upper_cased(self) -> None:
+        """method='put' is sent as PUT instead of failing in tornado."""
+        response = await support.RecordingClient().http_fetch(
+            self.get_url('/method'), method='put', body={'a': 1},
+            content_type='application/json')
+        self.assertEqual(response.body, {'method': 'PUT'})
+
+
+class TestMethodSimple(MethodCases):
+    __test__ = True
+
+
+class TestMethodCurl(MethodCases):
     __test__ = True
     implementation = support.CURL

@@ -139,7 +139,7 @@ class HTTPClientMixin:
         before anything is sent.
 
         :param url: the URL, or anything whose :func:`str` is one
-        :param method: the request method
+        :param method: the request method, sent upper-cased
         :param request_headers: headers to send; the mapping is copied,
             never changed
         :param body: the request body.  :class:`dict`, :class:`list` and
@@ -267,7 +267,7 @@ class HTTPClientMixin:
             validate_cert=validate_cert,
             allow_nonstandard_methods=allow_nonstandard_methods)
         return _client.Call(
-            url, method, headers, payload, policy, deadline,
+            url, verb, headers, payload, policy, deadline,
             _timeout('connect_timeout', connect_timeout,
                      self.DEFAULT_CONNECT_TIMEOUT),
             _timeout('request_timeout', request_timeout,

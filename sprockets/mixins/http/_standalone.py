@@ -25,8 +25,6 @@ from sprockets.mixins.http._retry import RetryPolicy
 
 __all__ = ['Client', 'close_all']
 
-HeadersArg = typing.Optional[typing.Mapping[str, typing.Optional[str]]]
-
 # every Client that is not closed yet, for close_all()
 _open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
@@ -111,9 +109,12 @@ class Client(HTTPClientMixin):
 
     """
 
-    def __init__(self, base_url: typing.Any, headers: HeadersArg = None,
-                 retry_policy: typing.Optional[RetryPolicy] = None,
-                 **fetch_defaults: typing.Any) -> None:
+    def __init__(
+            self, base_url: typing.Any,
+            headers: typing.Optional[
+                typing.Mapping[str, typing.Optional[str]]] = None,
+            retry_policy: typing.Optional[RetryPolicy] = None,
+            **fetch_defaults: typing.Any) -> None:
         super().__init__()
         self._base = _parse_base_url(str(base_url))
         self._base_url = urllib.parse.urlunsplit(self._base)
@@ -200,7 +201,9 @@ class Client(HTTPClientMixin):
     async def request(
             self, method: str, path: str = '', *,
             params: typing.Optional[typing.Mapping[str, typing.Any]] = None,
-            body: typing.Any = None, headers: HeadersArg = None,
+            body: typing.Any = None,
+            headers: typing.Optional[
+                typing.Mapping[str, typing.Optional[str]]] = None,
             **fetch_kwargs: typing.Any) -> HTTPResponse:
         """Send `method` to :meth:`url` (`path`) and return every attempt.
 
@@ -363,8 +366,10 @@ def _check_fetch_kwargs(kwargs: typing.Mapping[str, typing.Any]) -> None:
             'body)')
 
 
-def _merge_headers(base: httputil.HTTPHeaders,
-                   headers: HeadersArg) -> httputil.HTTPHeaders:
+def _merge_headers(
+        base: httputil.HTTPHeaders,
+        headers: typing.Optional[typing.Mapping[str, typing.Optional[str]]]
+) -> httputil.HTTPHeaders:
     """Return a copy of `base` with `headers` set over it."""
     merged = base.copy()
     if headers is None:

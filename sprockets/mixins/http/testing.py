@@ -56,9 +56,11 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 def instant_retries() -> typing.Iterator[typing.List[float]]:
     """Make retry sleeps instant while recording the delays asked for.
 
-    Replaces :meth:`HTTPClientMixin._http_req_sleep` for the duration of
-    the block, for every mixin user and :class:`~sprockets.mixins.http.
-    Client`; classes that override it themselves are left alone.  The
+    Replaces
+    :meth:`~sprockets.mixins.http.HTTPClientMixin._http_req_sleep` for
+    the duration of the block, for every mixin user and
+    :class:`~sprockets.mixins.http.Client`; classes that override it
+    themselves are left alone.  The
     list it yields holds the delay of every retry, in seconds, in order.
 
     .. code-block:: python
@@ -92,7 +94,7 @@ else:
 
 
 class InstantRetriesMixin(_TestCase):
-    """A :class:`unittest.TestCase` mixin: :func:`instant_retries` for
+    """A ``unittest.TestCase`` mixin: :func:`instant_retries` for
     every test, with the delays in :attr:`retry_delays`.
 
     Put it before the test case class:
@@ -448,16 +450,19 @@ class _UpstreamHandler(web.RequestHandler):
         request = self.request
         path = request.path[len(self.prefix):]
         self.upstream.requests.append(_record(request, path))
-        reply = self.upstream._next_reply(request.method or 'GET', path)
+        reply = self.upstream._next_reply((request.method or 'GET').upper(),
+                                          path)
         if (reply.delay and await self._wait(reply.delay)) or self.gone:
             # the client went away, or the upstream stopped, while waiting
             self.detach().close()
             return
         if reply.disconnect:
             stream = self.detach()
-            # SO_LINGER with a zero timeout: close() sends a reset
-            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                     struct.pack('ii', 1, 0))
+            if stream.socket is not None:  # None: the client left first
+                # SO_LINGER with a zero timeout: close() sends a reset
+                stream.socket.setsockopt(socket.SOL_SOCKET,
+                                         socket.SO_LINGER,
+                                         struct.pack('ii', 1, 0))
             stream.close()
             return
         self.set_status(reply.status)
