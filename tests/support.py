@@ -23,6 +23,22 @@ class RecordingClient(http.HTTPClientMixin):
         self.delays.append(seconds)
 
 
+class VirtualClockClient(RecordingClient):
+    """A RecordingClient whose clock only moves when it sleeps, or when a
+    test sets :attr:`now`."""
+
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.now = 1000.0
+
+    def _http_req_clock(self) -> float:
+        return self.now
+
+    async def _http_req_sleep(self, seconds: float) -> None:
+        await super()._http_req_sleep(seconds)
+        self.now += seconds
+
+
 class ServerTestCase(testing.AsyncHTTPTestCase):
     """A tornado app on an ephemeral loopback port.
 

@@ -146,21 +146,6 @@ def constant(value: str) -> typing.Callable[[], str]:
     return lambda: value
 
 
-class VirtualClockClient(support.RecordingClient):
-    """A client whose clock only moves when it sleeps or is told to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 1000.0
-
-    def _http_req_clock(self) -> float:
-        return self.now
-
-    async def _http_req_sleep(self, seconds: float) -> None:
-        await super()._http_req_sleep(seconds)
-        self.now += seconds
-
-
 class HookedClient(support.RecordingClient):
     """Records the metrics hooks' calls."""
 
@@ -573,7 +558,7 @@ class EngineCases(support.ServerTestCase):
     async def test_no_sleep_crosses_the_deadline(self) -> None:
         """Sleeps stop before the deadline; timeouts shrink to what is left.
         """
-        client = VirtualClockClient()
+        client = support.VirtualClockClient()
         response = await client.http_fetch(
             self.get_url('/503'), deadline=10,
             retry_policy=EXACT.replace(max_attempts=5))
@@ -591,7 +576,7 @@ class EngineCases(support.ServerTestCase):
     @testing.gen_test
     async def test_policy_deadline(self) -> None:
         """A deadline on the policy bounds the call too."""
-        client = VirtualClockClient()
+        client = support.VirtualClockClient()
         response = await client.http_fetch(
             self.get_url('/503'), retry_policy=EXACT.replace(
                 deadline=5, max_attempts=5))
@@ -620,7 +605,7 @@ class EngineCases(support.ServerTestCase):
         """An exhausted budget stops retrying until its window has passed."""
         budget = http.RetryBudget(min_retries_per_sec=0.1, ttl=10)
         policy = http.RetryPolicy(jitter=None, budget=budget)
-        client = VirtualClockClient()
+        client = support.VirtualClockClient()
         url = self.get_url('/503')
         first = await client.http_fetch(url, retry_policy=policy)
         self.assertEqual(len(first), 2)
@@ -641,7 +626,7 @@ class EngineCases(support.ServerTestCase):
         """Five calls deposit one retry into an exhausted budget."""
         budget = http.RetryBudget(min_retries_per_sec=0, ttl=10)
         policy = http.RetryPolicy(jitter=None, budget=budget)
-        client = VirtualClockClient()
+        client = support.VirtualClockClient()
         counts = [len(await client.http_fetch(self.get_url('/503'),
                                               retry_policy=policy))
                   for _ in range(5)]
@@ -650,7 +635,7 @@ class EngineCases(support.ServerTestCase):
     @testing.gen_test
     async def test_budget_none_disables_it(self) -> None:
         """budget=None never stops a retry, and spends no shared budget."""
-        client = VirtualClockClient()
+        client = support.VirtualClockClient()
         url = self.get_url('/503')
         for _ in range(5):
             response = await client.http_fetch(url, retry_policy=EXACT)
@@ -662,7 +647,7 @@ class EngineCases(support.ServerTestCase):
     @testing.gen_test
     async def test_default_budget_is_shared(self) -> None:
         """By default retries are drawn from DEFAULT_BUDGET."""
-        client = VirtualClockClient()
+        client = support.VirtualClockClient()
         response = await client.http_fetch(
             self.get_url('/503'), retry_policy=http.RetryPolicy(jitter=None))
         self.assertEqual(len(response), 3)
@@ -791,7 +776,7 @@ class EngineCases(support.ServerTestCase):
     @testing.gen_test
     async def test_deadline_argument_overrides_the_policy(self) -> None:
         """deadline= on the call replaces the policy's deadline."""
-        client = VirtualClockClient()
+        client = support.VirtualClockClient()
         response = await client.http_fetch(
             self.get_url('/503'), deadline=2,
             retry_policy=EXACT.replace(deadline=100))

@@ -232,19 +232,10 @@ class ExactClient(support.RecordingClient):
     RETRY_POLICY = http.RetryPolicy(jitter=None, retry_timeout=0.5)
 
 
-class FakeClockClient(ExactClient):
-    """A clock that only moves when the engine sleeps."""
+class FakeClockClient(support.VirtualClockClient):
+    """A clock that only moves when the engine sleeps; 2.x's schedule."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 1000.0
-
-    def _http_req_clock(self) -> float:
-        return self.now
-
-    async def _http_req_sleep(self, seconds: float) -> None:
-        await super()._http_req_sleep(seconds)
-        self.now += seconds
+    RETRY_POLICY = ExactClient.RETRY_POLICY
 
 
 class HookedClient(support.RecordingClient):

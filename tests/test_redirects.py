@@ -150,7 +150,8 @@ class MethodHandler(web.RequestHandler):
 
 class MethodCases(support.ServerTestCase):
     __test__ = False
-    handlers = [('/method', MethodHandler)]
+    handlers: typing.ClassVar[typing.List[typing.Any]] = [
+        ('/method', MethodHandler)]
 
     @testing.gen_test
     async def test_lower_case_method_is_sent_upper_cased(self) -> None:

@@ -273,7 +273,7 @@ async def run(owner: HTTPClientMixin, call: Call,
             connect_timeout = min(connect_timeout or left, left)
         options = base_options
         chunks: typing.Optional[typing.List[bytes]] = None
-        if stream is not None and attempt < policy.max_attempts:
+        if stream is not None and (follow or attempt < policy.max_attempts):
             # only the returned attempt's body may reach the caller
             chunks = []
             options = dict(options, streaming_callback=chunks.append)
@@ -394,7 +394,7 @@ def _redirected(request: httpclient.HTTPRequest,
     following.url = urllib.parse.urljoin(request.url,
                                          result.headers['Location'])
     headers = httputil.HTTPHeaders(request.headers)
-    if result.code == 303 and request.method != 'HEAD' or (
+    if (result.code == 303 and request.method != 'HEAD') or (
             result.code in (301, 302) and request.method == 'POST'):
         following.method = 'GET'
         following.body = None  # type: ignore[assignment]

@@ -20,6 +20,7 @@ import uuid
 
 import msgpack
 from ietfparse import datastructures, headers
+
 from sprockets.mixins.mediatype import transcoders
 
 __all__ = [
