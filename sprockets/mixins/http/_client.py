@@ -20,7 +20,7 @@ import weakref
 
 from tornado import httpclient, httputil, ioloop, iostream
 
-from sprockets.mixins.http import _response, _retry
+from sprockets.mixins.http import _abort, _response, _retry
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from sprockets.mixins.http import HTTPClientMixin
@@ -256,6 +256,7 @@ async def run(owner: HTTPClientMixin, call: Call,
     follow = bool(call.options.get('follow_redirects'))
     max_redirects = int(call.options.get('max_redirects') or 0)
     base_options = dict(call.options, follow_redirects=False)
+    user_prepare_curl = call.options.get('prepare_curl_callback')
     stop_reason: typing.Optional[_retry.StopReason] = None
     attempt = 0
     while True:
@@ -271,12 +272,14 @@ async def run(owner: HTTPClientMixin, call: Call,
             # 0 is tornado's "no limit": the deadline is the limit then
             request_timeout = min(request_timeout or left, left)
             connect_timeout = min(connect_timeout or left, left)
-        options = base_options
+        inflight = _abort.Inflight(user_prepare_curl)
+        options = dict(base_options,
+                       prepare_curl_callback=inflight.prepare_curl)
         chunks: typing.Optional[typing.List[bytes]] = None
         if stream is not None and (follow or attempt < policy.max_attempts):
             # only the returned attempt's body may reach the caller
             chunks = []
-            options = dict(options, streaming_callback=chunks.append)
+            options['streaming_callback'] = chunks.append
         request = httpclient.HTTPRequest(
             url, method=call.method,
             headers=(headers if isinstance(headers, (dict,
@@ -297,7 +300,7 @@ async def run(owner: HTTPClientMixin, call: Call,
         redirect_loop = False
         try:
             result, redirect_loop = await _send(
-                client, request, follow, max_redirects, chunks)
+                client, request, follow, max_redirects, chunks, inflight)
         except Exception as error:  # recorded, never raised
             response.append_exception(error)
             record.exception = error
@@ -353,7 +356,8 @@ async def run(owner: HTTPClientMixin, call: Call,
 async def _send(client: httpclient.AsyncHTTPClient,
                 request: httpclient.HTTPRequest, follow: bool,
                 max_redirects: int,
-                chunks: typing.Optional[typing.List[bytes]]
+                chunks: typing.Optional[typing.List[bytes]],
+                inflight: _abort.Inflight
                 ) -> typing.Tuple[httpclient.HTTPResponse, bool]:
     """Send one attempt, following redirects when asked.
 
@@ -368,7 +372,7 @@ async def _send(client: httpclient.AsyncHTTPClient,
         if problem is not None:
             raise ValueError(f'invalid URL {redact_url(request.url)!r}: '
                              f'{problem}')
-        result = await client.fetch(request, raise_error=False)
+        result = await _abort.fetch(client, request, inflight)
         if not (follow and result.code in _REDIRECTS
                 and 'Location' in result.headers):
             return result, False
