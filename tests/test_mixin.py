@@ -102,6 +102,16 @@ class OversizedHeaderHandler(RecordingHandler):
         self.finish()
 
 
+class LongHeaderLineHandler(RecordingHandler):
+    """Answers 200 with one 64 KiB header line: at simple_httpclient's
+    limit, within libcurl's."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.set_header('X-Long', 'x' * 64 * 1024)
+        self.finish()
+
+
 class PaginatedHandler(RecordingHandler):
     """Answers 200 with a Link header and a repeated header."""
 
@@ -306,6 +316,7 @@ class MixinCases(support.ServerTestCase):
             route('/warning', WarningHandler),
             route('/cookie-failure', CookieFailureHandler),
             route('/oversized', OversizedHeaderHandler),
+            route('/long-header', LongHeaderLineHandler),
             route('/paginated', PaginatedHandler),
             route('/error-message', ErrorMessageHandler),
             route('/error-document', ErrorDocumentHandler),
@@ -638,6 +649,18 @@ class MixinCases(support.ServerTestCase):
             self.get_url('/oversized'))
         self.assert_failed(response, 3, 'attempts-exhausted')
         self.assertEqual(len(self.log['/oversized']), 3)
+
+    @testing.gen_test
+    async def test_64k_header_line(self) -> None:
+        """A 64 KiB header line never raises: simple_httpclient refuses
+        it (recorded, retried), curl_httpclient returns the header."""
+        response = await support.RecordingClient().http_fetch(
+            self.get_url('/long-header'))
+        if self.implementation == support.CURL:
+            self.assertTrue(response.ok)
+            self.assertEqual(len(response.headers['X-Long']), 64 * 1024)
+        else:
+            self.assert_failed(response, 3, 'attempts-exhausted')
 
     def start_tls_server(self) -> int:
         """Serve /echo over HTTPS with the self-signed tests/tls cert."""
