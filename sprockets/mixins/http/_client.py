@@ -8,6 +8,7 @@ module only knows how tornado reports what happened.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import logging
 import os
@@ -109,36 +110,43 @@ def classify(error: BaseException) -> _retry.Failure:
 
 def upstream(url: str) -> typing.Tuple[str, str, int]:
     """Return the ``(scheme, host, port)`` a retry budget is kept for."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # "http://[::1": the fetch fails and records why
-        return '', url, 0
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = 443 if scheme == 'https' else 80
-    return scheme, (parts.hostname or ''), port
+    return _inspect_url(url)[0]
 
 
 def url_problem(url: str) -> typing.Optional[str]:
     """Say what is wrong with `url`, or return :data:`None` when it is a
     usable http or https URL.  Such a URL is never sent nor retried."""
+    return _inspect_url(url)[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _inspect_url(url: str) -> typing.Tuple[typing.Tuple[str, str, int],
+                                           typing.Optional[str]]:
+    """Parse `url` once for :func:`upstream` and :func:`url_problem`
+    (a service calls the same URLs over and over)."""
     try:
         parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as error:  # "http://[::1"
+        return ('', url, 0), str(error)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ''
+    problem: typing.Optional[str] = None
+    try:
+        port = parts.port
     except ValueError as error:
-        return str(error)
-    if parts.scheme.lower() not in ('http', 'https'):
-        return f'unsupported scheme {parts.scheme!r}' if parts.scheme \
-            else 'no scheme'
-    if not parts.hostname:
-        return 'no host'
-    if _BAD_HOST.search(parts.netloc):
-        return 'white space or control characters in the host'
-    return None
+        port, problem = None, str(error)
+    if port is None:
+        port = 443 if scheme == 'https' else 80
+    if problem is not None:
+        pass
+    elif scheme not in ('http', 'https'):
+        problem = (f'unsupported scheme {parts.scheme!r}' if scheme
+                   else 'no scheme')
+    elif not host:
+        problem = 'no host'
+    elif _BAD_HOST.search(parts.netloc):
+        problem = 'white space or control characters in the host'
+    return (scheme, host, port), problem
 
 
 _BAD_HOST = re.compile(r'[\x00-\x20\x7f]')
