@@ -66,6 +66,8 @@ LOGGER = logging.getLogger('sprockets.mixins.http')
 DEFAULT_USER_AGENT = f'sprockets.mixins.http/{__version__}'
 
 _DEFAULT_ACCEPT = ', '.join(str(value) for value in AVAILABLE_CONTENT_TYPES)
+# what the package can decompress: gzip, plus br and zstd with their extras
+_DEFAULT_ACCEPT_ENCODING = _content.ACCEPT_ENCODING
 _BODY_EXPECTED = frozenset({'POST', 'PUT', 'PATCH'})
 _BODY_FORBIDDEN = frozenset({'GET', 'HEAD'})
 
@@ -103,6 +105,18 @@ class HTTPClientMixin:
     #:
     #: .. versionadded:: 3.0
     RETRY_POLICY: typing.Optional[RetryPolicy] = None
+    #: The most bytes a compressed response body may decompress to; a
+    #: larger one is left as it arrived and
+    #: :attr:`HTTPResponse.body_error` says why (see :doc:`compression`).
+    #: Tornado's default ``max_body_size`` for an uncompressed body.
+    #:
+    #: .. versionadded:: 3.0
+    MAX_DECOMPRESSED_SIZE: int = _content.MAX_DECOMPRESSED_SIZE
+    #: The OpenTelemetry tracer provider for this class's spans;
+    #: :data:`None` uses the global one (see :doc:`observability`).
+    #:
+    #: .. versionadded:: 3.0
+    TRACER_PROVIDER: typing.Any = None
     #: For a final status of 400 or more, make :attr:`HTTPResponse.body`
     #: the decoded body's ``message`` when it has one.
     simplify_error_response: bool = True
@@ -259,6 +273,16 @@ class HTTPClientMixin:
         if policy.idempotency_key and not policy.is_idempotent(verb,
                                                                  headers):
             headers['Idempotency-Key'] = str(uuid.uuid4())
+        decompress = _package_decompresses(options)
+        if decompress:
+            # tornado decodes gzip only, and simple_httpclient replaces
+            # Accept-Encoding with "gzip": the engine decompresses instead
+            options['decompress_response'] = False
+        elif (headers.get('Accept-Encoding') == _DEFAULT_ACCEPT_ENCODING
+              and not any(name.lower() == 'accept-encoding'
+                          for name in request_headers or ())):
+            # tornado decompresses, or nothing does: advertise no more
+            del headers['Accept-Encoding']
         options.update(
             follow_redirects=follow_redirects,
             max_redirects=(self.MAX_REDIRECTS if max_redirects is None
@@ -272,7 +296,7 @@ class HTTPClientMixin:
                      self.DEFAULT_CONNECT_TIMEOUT),
             _timeout('request_timeout', request_timeout,
                      self.DEFAULT_REQUEST_TIMEOUT),
-            options)
+            options, decompress)
 
     def _http_req_retry_policy(
             self, retry_policy: typing.Optional[RetryPolicy],
@@ -313,7 +337,10 @@ class HTTPClientMixin:
             body: typing.Any) -> httputil.HTTPHeaders:
         """Return the request headers with the defaults added.
 
-        Adds ``Accept``; ``Content-Type`` when there is a `body`;
+        Adds ``Accept``; ``Accept-Encoding`` with the codings the package
+        can decompress (``gzip``, plus ``br`` and ``zstd`` when their extras
+        are installed; see :doc:`compression`); ``Content-Type`` when there
+        is a `body`;
         ``Correlation-Id`` from ``self.correlation_id`` or the handler's
         request; and ``User-Agent`` from :meth:`_http_req_user_agent`.
         A header already in `request_headers` is kept.
@@ -328,6 +355,8 @@ class HTTPClientMixin:
         headers = _copy_headers(request_headers)
         if 'Accept' not in headers:
             headers['Accept'] = _DEFAULT_ACCEPT
+        if 'Accept-Encoding' not in headers:
+            headers['Accept-Encoding'] = _DEFAULT_ACCEPT_ENCODING
         if body is not None and 'Content-Type' not in headers:
             headers['Content-Type'] = str(content_type)
         if 'Correlation-Id' not in headers:
@@ -479,6 +508,16 @@ def _default_policy(max_attempts: int, retry_timeout: float) -> RetryPolicy:
         if len(_policies) < 64:
             _policies[key] = policy
     return policy
+
+
+def _package_decompresses(options: typing.Mapping[str, typing.Any]) -> bool:
+    """Say whether the package, not tornado, undoes the Content-Encoding
+    of a call with these tornado `options`: when they name neither
+    ``decompress_response`` nor its alias ``use_gzip`` and stream nothing
+    (a ``streaming_callback`` receives what tornado decompressed)."""
+    return (options.get('decompress_response') is None
+            and options.get('use_gzip') is None
+            and options.get('streaming_callback') is None)
 
 
 def _timeout(name: str, value: typing.Optional[float],

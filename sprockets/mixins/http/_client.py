@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import io
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ import weakref
 
 from tornado import httpclient, httputil, ioloop, iostream
 
-from sprockets.mixins.http import _abort, _response, _retry
+from sprockets.mixins.http import _abort, _content, _otel, _response, _retry
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from sprockets.mixins.http import HTTPClientMixin
@@ -36,6 +37,7 @@ _CURL_FATAL = frozenset({
     47,  # TOO_MANY_REDIRECTS
     58,  # SSL_CERTPROBLEM: the client certificate is unusable
     60,  # PEER_FAILED_VERIFICATION / SSL_CACERT
+    61,  # BAD_CONTENT_ENCODING: the same body would come again
     77,  # SSL_CACERT_BADFILE
     83,  # SSL_ISSUER_ERROR
     90,  # SSL_PINNEDPUBKEYNOTMATCH
@@ -237,6 +239,8 @@ class Call(typing.NamedTuple):
     connect_timeout: float
     request_timeout: float
     options: typing.Dict[str, typing.Any]
+    #: undo the Content-Encoding here (tornado was told not to)
+    decompress: bool = False
 
 
 async def run(owner: HTTPClientMixin, call: Call,
@@ -306,15 +310,20 @@ async def run(owner: HTTPClientMixin, call: Call,
         failure: typing.Optional[_retry.Failure] = None
         retry_after: typing.Optional[float] = None
         redirect_loop = False
+        span = _otel.attempt_span(owner, call.method, url, attempt, request)
         try:
-            result, redirect_loop = await _send(
-                client, request, follow, max_redirects, chunks, inflight)
+            result, redirect_loop = await span.active(_send(
+                client, request, follow, max_redirects, chunks, inflight))
         except Exception as error:  # recorded, never raised
             response.append_exception(error)
             record.exception = error
             failure = classify(error)
         else:
+            content_error = (inflate(result, owner.MAX_DECOMPRESSED_SIZE)
+                             if call.decompress else None)
             response.append_response(result)
+            # the body is still compressed: that is its error
+            response._content_error = content_error
             if result.code == 599 and result.error is not None:
                 # a response object that is really a transport failure
                 record.exception = result.error
@@ -336,6 +345,7 @@ async def run(owner: HTTPClientMixin, call: Call,
         if stop_reason is None and budget is not None and \
                 not budget.try_withdraw(key, now):
             stop_reason = _retry.StopReason.BUDGET_EXHAUSTED
+        span.end(record, stop_reason, decision)
         if stop_reason is not None:
             if status is None or stop_reason not in _ANSWERED:
                 LOGGER.warning('%s %s failed after %i attempt(s): %s (%s)',
@@ -390,6 +400,7 @@ async def _send(client: httpclient.AsyncHTTPClient,
         if chunks:
             chunks.clear()  # a hop's body is not the answer
         request = _redirected(request, result)
+        _otel.redirected(result.code, request.url)
 
 
 def _redirected(request: httpclient.HTTPRequest,
@@ -420,6 +431,38 @@ def _redirected(request: httpclient.HTTPRequest,
         following.auth_mode = None
     following.headers = headers
     return following
+
+
+def inflate(result: httpclient.HTTPResponse,
+            limit: int = _content.MAX_DECOMPRESSED_SIZE
+            ) -> typing.Optional[ValueError]:
+    """Undo `result`'s Content-Encoding in place, as tornado's own
+    decompression does: :attr:`raw.body <tornado.httpclient.HTTPResponse.body>`
+    becomes the decompressed bytes and the header moves to
+    ``X-Consumed-Content-Encoding``.
+
+    :param limit: the most bytes the body may decompress to
+    :returns: :data:`None`, or the error of a body that could not be
+        decompressed (corrupt, too large, or in a coding whose extra is
+        missing), which is then left as it arrived
+
+    """
+    encoding = result.headers.get('Content-Encoding')
+    if (not encoding or encoding.strip().lower() == 'identity'
+            or result.buffer is None):
+        return None
+    try:
+        data = _content.decompress(result.buffer.getvalue(), encoding,
+                                   limit)
+    except _content.DecompressionError as error:
+        LOGGER.debug('Could not decompress the %s response body '
+                     '(Content-Encoding %s): %s', result.code, encoding,
+                     error)
+        return error
+    result.buffer = io.BytesIO(data)
+    del result.headers['Content-Encoding']
+    result.headers['X-Consumed-Content-Encoding'] = encoding
+    return None
 
 
 async def _deliver(callback: typing.Callable[[bytes], typing.Any],

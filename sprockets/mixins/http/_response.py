@@ -79,6 +79,9 @@ class HTTPResponse:
         self._exceptions: typing.List[BaseException] = []
         self._body: typing.Any = _UNSET
         self._body_error: typing.Optional[Exception] = None
+        # set by the engine when it could not undo the final response's
+        # Content-Encoding: then that is the body's error
+        self._content_error: typing.Optional[Exception] = None
         self._links: typing.Any = _UNSET
         #: Why the call stopped, one of :class:`StopReason`; :data:`None`
         #: until :meth:`finish` is called.
@@ -98,7 +101,7 @@ class HTTPResponse:
         """Record a tornado response."""
         self._responses.append(response)
         self._body = self._links = _UNSET
-        self._body_error = None
+        self._body_error = self._content_error = None
 
     def append_exception(self, error: BaseException) -> None:
         """Record an exception raised by an attempt."""
@@ -127,8 +130,12 @@ class HTTPResponse:
         ``message`` is returned in place of the dict.
 
         :data:`None` when no response arrived.  A body that cannot be
-        decoded gives the raw bytes, and the error is kept in
-        :attr:`body_error`.
+        decompressed or decoded gives the raw bytes, and the error is kept
+        in :attr:`body_error`.
+
+        .. versionchanged:: 3.0
+           A ``gzip``, ``br`` or ``zstd`` body arrives decompressed (see
+           :doc:`compression`).
 
         """
         if self._body is _UNSET:
@@ -137,8 +144,15 @@ class HTTPResponse:
 
     @property
     def body_error(self) -> typing.Optional[Exception]:
-        """The exception raised while decoding :attr:`body`, or
-        :data:`None`.  Reading it decodes the body if needed.
+        """The exception raised while decompressing or decoding
+        :attr:`body`, or :data:`None`.  Reading it decodes the body if
+        needed.
+
+        A body that could not be decompressed (corrupt, truncated, too
+        large, or in a coding whose extra is not installed) gives a
+        ``DecompressionError``, a :exc:`ValueError`; one that could not be
+        decoded gives the :exc:`ValueError` or :exc:`LookupError` of its
+        codec.
 
         .. versionadded:: 3.0
 
@@ -152,6 +166,9 @@ class HTTPResponse:
             return None
         raw = self._responses[-1]
         data = raw.body or b''
+        if self._content_error is not None:  # still compressed
+            self._body_error = self._content_error
+            return data
         content_type = raw.headers.get('Content-Type')
         try:
             value = _content.deserialize(data, content_type)
