@@ -87,17 +87,23 @@ async def timed_concurrent(coro_factory: Factory, count: int) -> float:
     return time.perf_counter() - start
 
 
-async def measure_fetch(implementation: str, count: int, concurrency: int
-                        ) -> typing.List[Row]:
-    """Time bare fetch against http_fetch with one implementation."""
+def serve_json(implementation: str) -> typing.Tuple[
+        httpserver.HTTPServer, str, httpclient.AsyncHTTPClient]:
+    """Start the JSON endpoint on loopback with `implementation` as the
+    AsyncHTTPClient; return the server, its URL and the shared client."""
     httpclient.AsyncHTTPClient.configure(IMPLEMENTATIONS[implementation])
     sock, port = testing.bind_unused_port()
     server = httpserver.HTTPServer(web.Application([('/', JSONHandler)]))
     server.add_sockets([sock])
-    url = f'http://127.0.0.1:{port}/'
-    client = httpclient.AsyncHTTPClient()
-    caller = Caller()
     http.DEFAULT_BUDGET.reset()
+    return server, f'http://127.0.0.1:{port}/', httpclient.AsyncHTTPClient()
+
+
+async def measure_fetch(implementation: str, count: int, concurrency: int
+                        ) -> typing.List[Row]:
+    """Time bare fetch against http_fetch with one implementation."""
+    server, url, client = serve_json(implementation)
+    caller = Caller()
 
     async def bare() -> httpclient.HTTPResponse:
         return await client.fetch(url)
@@ -144,14 +150,8 @@ async def measure_fetch(implementation: str, count: int, concurrency: int
 
 async def measure_memory(implementation: str, count: int) -> Row:
     """Return the bytes that `count` retained responses hold."""
-    httpclient.AsyncHTTPClient.configure(IMPLEMENTATIONS[implementation])
-    sock, port = testing.bind_unused_port()
-    server = httpserver.HTTPServer(web.Application([('/', JSONHandler)]))
-    server.add_sockets([sock])
-    url = f'http://127.0.0.1:{port}/'
-    client = httpclient.AsyncHTTPClient()
+    server, url, client = serve_json(implementation)
     caller = Caller()
-    http.DEFAULT_BUDGET.reset()
     try:
         await caller.http_fetch(url)  # connections and caches first
         gc.collect()

@@ -247,9 +247,13 @@ class BrokenHandler(web.RequestHandler):
 
 
 class SlowHandler(web.RequestHandler):
-    """Answers after 0.2 s."""
+    """Answers after 0.2 s; ARRIVED is set when a request comes in."""
+
+    ARRIVED: typing.ClassVar[typing.Optional[asyncio.Event]] = None
 
     async def get(self) -> None:
+        if self.ARRIVED is not None:
+            self.ARRIVED.set()
         await asyncio.sleep(0.2)
         self.write({'slow': True})
 
@@ -607,8 +611,10 @@ class ClientCases(support.ServerTestCase):
         AsyncHTTPClient."""
         closed, _ = self.record_closes()
         client = self.client('/')
+        arrived = SlowHandler.ARRIVED = asyncio.Event()
+        self.addCleanup(setattr, SlowHandler, 'ARRIVED', None)
         call = asyncio.ensure_future(client.get('slow'))
-        await asyncio.sleep(0.05)  # let the request reach the server
+        await asyncio.wait_for(arrived.wait(), 5)
         client.close()
         self.assertEqual(closed, [])
         response = await call

@@ -419,7 +419,12 @@ class FakeUpstreamCases(support.ServerTestCase):
         await upstream.start()
         upstream.reply('GET', '/slow', 200, 'late', delay=30)
         call = asyncio.ensure_future(self.fetch_from(upstream, '/slow'))
-        await asyncio.sleep(0.05)  # let the request reach the upstream
+
+        async def arrived() -> None:
+            while not upstream.requests:
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(arrived(), 5)
         await upstream.stop()
         response = await call
         self.assertEqual(response.code, 599)
