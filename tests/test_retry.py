@@ -578,6 +578,26 @@ def test_budgets_are_per_upstream() -> None:
                                       80)) == 100
 
 
+def test_budget_forgets_idle_upstreams() -> None:
+    """A process calling thousands of hosts keeps only the upstreams with
+    something left in their window, while an exhausted one stays
+    exhausted."""
+    budget = RetryBudget()
+    assert withdraw_all(budget, 0.0) == 100
+    for second in range(60):
+        for host in range(100):
+            budget.deposit(('http', f'h{second}-{host}', 80), float(second))
+    # 6,000 upstreams were seen; at most the last ttl's worth are kept
+    assert len(budget._windows) <= 2 * 10 * 100
+    assert budget.balance(('http', 'h59-0', 80), 59.0) == 100.2
+    fresh = RetryBudget()
+    for host in range(300):
+        fresh.deposit(('http', f'h{host}', 80), 0.0)
+    assert withdraw_all(fresh, 5.0) == 100
+    fresh.deposit(('http', 'one-more', 80), 5.0)  # sweeps: all recent
+    assert withdraw_all(fresh, 5.0) == 0
+
+
 def test_budget_reset() -> None:
     """reset() forgets every deposit and withdrawal."""
     budget = RetryBudget()

@@ -170,6 +170,10 @@ def parse_retry_after(value: typing.Optional[str],
 _SCALE = 1000
 
 
+# how many upstreams a budget keeps before it forgets the idle ones
+_SWEEP_AT = 256
+
+
 class _Window:
     """A sum of integers over a sliding window, kept in slices."""
 
@@ -198,6 +202,11 @@ class _Window:
         self._expire(now)
         return sum(self._slices.values())
 
+    def empty(self, now: float) -> bool:
+        """Say whether everything in the window has expired."""
+        self._expire(now)
+        return not self._slices
+
 
 def _check_number(name: str, value: typing.Optional[float], *,
                   minimum: float = 0.0, allow_none: bool = False,
@@ -224,8 +233,10 @@ class RetryBudget:
     quiet upstream still gets a burst of retries while a fleet of callers
     cannot multiply the load on an upstream that fails every request.
 
-    Upstreams are keyed by ``(scheme, host, port)``.  All methods take the
-    current monotonic time as an argument; the budget never reads a clock.
+    Upstreams are keyed by ``(scheme, host, port)``; one whose window has
+    expired whole is forgotten, so memory is bounded by the upstreams
+    called within ``ttl``.  All methods take the current monotonic time as
+    an argument; the budget never reads a clock.
     Amounts are kept in integer thousandths of a retry, as Finagle does.
 
     :param ttl: seconds a deposit or withdrawal counts for
@@ -255,6 +266,8 @@ class RetryBudget:
         self._deposit = round(self.percent_can_retry * _SCALE)
         self._reserve = round(self.min_retries_per_sec * self.ttl * _SCALE)
         self._windows: typing.Dict[typing.Hashable, _Window] = {}
+        # forget idle upstreams once this many are kept (see _window)
+        self._sweep_at = _SWEEP_AT
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -262,17 +275,27 @@ class RetryBudget:
                 f'min_retries_per_sec={self.min_retries_per_sec!r}, '
                 f'percent_can_retry={self.percent_can_retry!r})')
 
-    def _window(self, upstream: typing.Hashable) -> _Window:
+    def _window(self, upstream: typing.Hashable, now: float) -> _Window:
         window = self._windows.get(upstream)
         if window is None:
+            if len(self._windows) >= self._sweep_at:
+                self._sweep(now)
             window = self._windows[upstream] = _Window(self.ttl, 10)
         return window
+
+    def _sweep(self, now: float) -> None:
+        """Forget the upstreams whose window has expired whole, so that a
+        process calling many hosts keeps only the recent ones."""
+        for key in [key for key, window in self._windows.items()
+                    if window.empty(now)]:
+            del self._windows[key]
+        self._sweep_at = max(_SWEEP_AT, 2 * len(self._windows))
 
     def deposit(self, upstream: typing.Hashable, now: float) -> None:
         """Record one request to `upstream` at `now`."""
         if self._deposit:
             with self._lock:
-                self._window(upstream).add(now, self._deposit)
+                self._window(upstream, now).add(now, self._deposit)
 
     def balance(self, upstream: typing.Hashable, now: float) -> float:
         """Return how many retries `upstream` may have at `now`."""
@@ -284,7 +307,7 @@ class RetryBudget:
     def try_withdraw(self, upstream: typing.Hashable, now: float) -> bool:
         """Take one retry for `upstream`, or return :data:`False`."""
         with self._lock:
-            window = self._window(upstream)
+            window = self._window(upstream, now)
             if window.total(now) + self._reserve < _SCALE:
                 return False
             window.add(now, -_SCALE)
