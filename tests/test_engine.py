@@ -349,6 +349,8 @@ class EngineCases(support.ServerTestCase):
     @testing.gen_test
     async def test_default_backoff_is_full_jitter(self) -> None:
         """The default policy sleeps uniformly in [0, 3] then [0, 6]."""
+        state = random.getstate()
+        self.addCleanup(random.setstate, state)  # leave no seed behind
         random.seed(20240101)
         expected = [3.0 * random.random(), 6.0 * random.random()]
         random.seed(20240101)
