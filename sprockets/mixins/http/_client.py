@@ -247,7 +247,12 @@ async def run(owner: HTTPClientMixin, call: Call,
               response: _response.HTTPResponse,
               client: typing.Optional[httpclient.AsyncHTTPClient] = None
               ) -> _response.HTTPResponse:
-    """Send `call` until the policy says stop, recording into `response`."""
+    """Send `call` until the policy says stop, recording into `response`.
+
+    Each turn of the loop: build the attempt, send it, record what
+    happened, ask the policy (then the budget) what follows, and sleep.
+
+    """
     policy = call.policy
     budget = policy.retry_budget
     key = upstream(call.url)
@@ -262,98 +267,48 @@ async def run(owner: HTTPClientMixin, call: Call,
     if client is None:
         client = async_http_client()
     previous_delay: typing.Optional[float] = None
-    stream = call.options.get('streaming_callback')
-    # redirects are followed here, not by tornado, so that both clients
-    # keep credentials from other origins and report loops alike
-    follow = bool(call.options.get('follow_redirects'))
-    max_redirects = int(call.options.get('max_redirects') or 0)
-    base_options = dict(call.options, follow_redirects=False)
-    user_prepare_curl = call.options.get('prepare_curl_callback')
     stop_reason: typing.Optional[_retry.StopReason] = None
     attempt = 0
     while True:
         attempt += 1
         attempt_start = clock()
-        request_timeout, connect_timeout = (call.request_timeout,
-                                            call.connect_timeout)
-        if deadline is not None:
-            left = deadline - (attempt_start - started)
-            if left <= 0:  # a sleep overshot: tornado reads 0 as no limit
-                stop_reason = _retry.StopReason.DEADLINE
-                break
-            # 0 is tornado's "no limit": the deadline is the limit then
-            request_timeout = min(request_timeout or left, left)
-            connect_timeout = min(connect_timeout or left, left)
-        inflight = _abort.Inflight(user_prepare_curl)
-        options = dict(base_options,
-                       prepare_curl_callback=inflight.prepare_curl)
-        chunks: typing.Optional[typing.List[bytes]] = None
-        if stream is not None and (follow or attempt < policy.max_attempts):
-            # only the returned attempt's body may reach the caller
-            chunks = []
-            options['streaming_callback'] = chunks.append
-        request = httpclient.HTTPRequest(
-            url, method=call.method,
-            headers=(headers if isinstance(headers, (dict,
-                                                     httputil.HTTPHeaders))
-                     else dict(headers)),
-            body=body,
-            connect_timeout=connect_timeout, request_timeout=request_timeout,
-            **options)
+        timeouts = _timeouts(call, deadline, attempt_start - started)
+        if timeouts is None:  # a sleep overshot the deadline
+            stop_reason = _retry.StopReason.DEADLINE
+            break
+        sender = _Attempt(call, attempt, url, headers, body, timeouts)
         record = _response.AttemptRecord(attempt, attempt_start - started)
         response.records.append(record)
         if LOGGER.isEnabledFor(logging.DEBUG):
             LOGGER.debug('Attempt %i/%i: %s %s %r', attempt,
                          policy.max_attempts, call.method, redact_url(url),
                          redact_headers(headers))
-        status: typing.Optional[int] = None
-        failure: typing.Optional[_retry.Failure] = None
-        retry_after: typing.Optional[float] = None
-        redirect_loop = False
-        span = _otel.attempt_span(owner, call.method, url, attempt, request)
-        try:
-            result, redirect_loop = await span.active(_send(
-                client, request, follow, max_redirects, chunks, inflight))
-        except Exception as error:  # recorded, never raised
-            response.append_exception(error)
-            record.exception = error
-            failure = classify(error)
-        else:
-            content_error = (inflate(result, owner.MAX_DECOMPRESSED_SIZE)
-                             if call.decompress else None)
-            response.append_response(result)
-            # the body is still compressed: that is its error
-            response._content_error = content_error
-            if result.code == 599 and result.error is not None:
-                # a response object that is really a transport failure
-                record.exception = result.error
-                failure = classify(result.error)
-            else:
-                status = record.status = result.code
-                retry_after = _retry_after(result)
-                _log_warning_header(result)
+        span = _otel.attempt_span(owner, call.method, url, attempt,
+                                  sender.request)
+        outcome = await sender.send(client, span, owner, response, record)
         now = clock()
         record.duration = now - attempt_start
         decision = policy.decide(
             attempt=attempt, method=call.method, idempotent=idempotent,
-            status=status, failure=failure, retry_after=retry_after,
+            status=outcome.status, failure=outcome.failure,
+            retry_after=outcome.retry_after,
             request_timeout=call.request_timeout or None,
-            elapsed=now - started,
-            deadline=deadline, previous_delay=previous_delay)
-        stop_reason = (_retry.StopReason.TOO_MANY_REDIRECTS if redirect_loop
-                       else decision.stop_reason)
+            elapsed=now - started, deadline=deadline,
+            previous_delay=previous_delay)
+        stop_reason = (_retry.StopReason.TOO_MANY_REDIRECTS
+                       if outcome.redirect_loop else decision.stop_reason)
         if stop_reason is None and budget is not None and \
                 not budget.try_withdraw(key, now):
             stop_reason = _retry.StopReason.BUDGET_EXHAUSTED
         span.end(record, stop_reason, decision)
         if stop_reason is not None:
-            if status is None or stop_reason not in _ANSWERED:
+            if outcome.status is None or stop_reason not in _ANSWERED:
                 LOGGER.warning('%s %s failed after %i attempt(s): %s (%s)',
                                call.method, redact_url(url), attempt,
                                record.outcome, stop_reason)
             owner._http_req_on_attempt(response, record)
-            if chunks and stream is not None and status is not None:
-                await _deliver(stream, chunks)
+            if outcome.status is not None:
+                await sender.deliver_chunks()
             break
         record.delay = decision.delay
         record.delay_reason = str(decision.delay_reason)
@@ -369,6 +324,97 @@ async def run(owner: HTTPClientMixin, call: Call,
     response.finish(stop_reason)
     owner._http_req_on_complete(response)
     return response
+
+
+def _timeouts(call: Call, deadline: typing.Optional[float],
+              elapsed: float) -> typing.Optional[typing.Tuple[float, float]]:
+    """Return the attempt's (connect, request) timeouts, shrunk to the time
+    left before the deadline; :data:`None` when none is left."""
+    if deadline is None:
+        return call.connect_timeout, call.request_timeout
+    left = deadline - elapsed
+    if left <= 0:  # tornado would read 0 as no limit
+        return None
+    # 0 is tornado's "no limit": the deadline is the limit then
+    return (min(call.connect_timeout or left, left),
+            min(call.request_timeout or left, left))
+
+
+class _Outcome(typing.NamedTuple):
+    """What one attempt produced, for the policy."""
+    status: typing.Optional[int] = None
+    failure: typing.Optional[_retry.Failure] = None
+    retry_after: typing.Optional[float] = None
+    redirect_loop: bool = False
+
+
+class _Attempt:
+    """One attempt: its tornado request, and what it sends and records."""
+
+    def __init__(self, call: Call, number: int, url: str,
+                 headers: typing.MutableMapping[str, str],
+                 body: typing.Union[bytes, str, None],
+                 timeouts: typing.Tuple[float, float]) -> None:
+        options = call.options
+        self.inflight = _abort.Inflight(options.get('prepare_curl_callback'))
+        self.follow = bool(options.get('follow_redirects'))
+        self.max_redirects = int(options.get('max_redirects') or 0)
+        self.decompress = call.decompress
+        self.stream = options.get('streaming_callback')
+        self.chunks: typing.Optional[typing.List[bytes]] = None
+        # redirects are followed by _send, not by tornado, so that both
+        # clients keep credentials from other origins and report loops
+        # alike; the curl handle is kept to abort a cancelled attempt
+        options = dict(options, follow_redirects=False,
+                       prepare_curl_callback=self.inflight.prepare_curl)
+        if self.stream is not None and (
+                self.follow or number < call.policy.max_attempts):
+            # only the returned attempt's body may reach the caller
+            self.chunks = []
+            options['streaming_callback'] = self.chunks.append
+        connect_timeout, request_timeout = timeouts
+        self.request = httpclient.HTTPRequest(
+            url, method=call.method,
+            headers=(headers if isinstance(headers, (dict,
+                                                     httputil.HTTPHeaders))
+                     else dict(headers)),
+            body=body, connect_timeout=connect_timeout,
+            request_timeout=request_timeout, **options)
+
+    async def send(self, client: httpclient.AsyncHTTPClient,
+                   span: _otel.NoSpan, owner: HTTPClientMixin,
+                   response: _response.HTTPResponse,
+                   record: _response.AttemptRecord) -> _Outcome:
+        """Send the attempt and record its result or exception; never
+        raises for a transport failure."""
+        try:
+            result, redirect_loop = await span.active(_send(
+                client, self.request, self.follow, self.max_redirects,
+                self.chunks, self.inflight))
+        except Exception as error:  # recorded, never raised
+            response.append_exception(error)
+            record.exception = error
+            return _Outcome(failure=classify(error))
+        content_error = (inflate(result, owner.MAX_DECOMPRESSED_SIZE)
+                         if self.decompress else None)
+        response.append_response(result)
+        # the body is still compressed: that is its error
+        response._content_error = content_error
+        if result.code == 599 and result.error is not None:
+            # a response object that is really a transport failure
+            record.exception = result.error
+            return _Outcome(failure=classify(result.error),
+                            redirect_loop=redirect_loop)
+        record.status = result.code
+        _log_warning_header(result)
+        return _Outcome(result.code, None, _retry_after(result),
+                        redirect_loop)
+
+    async def deliver_chunks(self) -> None:
+        """Hand the buffered body of the returned attempt to the caller's
+        streaming_callback."""
+        if self.chunks and self.stream is not None:
+            await _deliver(self.stream, self.chunks)
 
 
 async def _send(client: httpclient.AsyncHTTPClient,
