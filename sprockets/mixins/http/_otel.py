@@ -33,6 +33,7 @@ caller's headers nor the engine's own copy are changed.
 """
 from __future__ import annotations
 
+import functools
 import os
 import typing
 import urllib.parse
@@ -258,6 +259,7 @@ def url_full(url: str) -> str:
     return _target(url)[0]
 
 
+@functools.lru_cache(maxsize=1024)
 def _target(url: str) -> typing.Tuple[str, str, int]:
     """Return ``(url.full, server.address, server.port)`` for `url`; the
     address is empty for a URL that cannot be parsed."""
