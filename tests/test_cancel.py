@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import typing
 
+import pycurl
 from tornado import testing, web
 
 from tests import support
@@ -22,8 +24,26 @@ class HangingHandler(web.RequestHandler):
         self.settings['closed'].set()
 
 
+class ErrorRecords(logging.Handler):
+    """Keeps the message of every ERROR record (assertNoLogs is 3.10+)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: typing.List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 class CancelCases(support.ServerTestCase):
     __test__ = False
+
+    def setUp(self) -> None:
+        if (self.implementation == support.CURL
+                and not hasattr(pycurl, 'ACTIVESOCKET')):
+            self.skipTest('pycurl older than 7.45.8 cannot name the socket '
+                          'of a transfer in progress')
+        super().setUp()
 
     def get_app(self) -> web.Application:
         self.entered = asyncio.Event()
@@ -61,13 +81,17 @@ class CancelCases(support.ServerTestCase):
     async def test_cancel_logs_nothing_at_error(self) -> None:
         """The abandoned tornado future is consumed: no 'never retrieved'
         or 'after Future was cancelled' error records."""
-        with self.assertNoLogs(level='ERROR'):
-            await self.start_and_cancel()
-            await asyncio.wait_for(self.closed.wait(), 5)
-            # let tornado finish the aborted request, then collect it
-            for _ in range(20):
-                await asyncio.sleep(0)
-            gc.collect()
+        errors = ErrorRecords()
+        root = logging.getLogger()
+        root.addHandler(errors)
+        self.addCleanup(root.removeHandler, errors)
+        await self.start_and_cancel()
+        await asyncio.wait_for(self.closed.wait(), 5)
+        # let tornado finish the aborted request, then collect it
+        for _ in range(20):
+            await asyncio.sleep(0)
+        gc.collect()
+        self.assertEqual(errors.messages, [])
 
 
 class TestCancelSimple(CancelCases):

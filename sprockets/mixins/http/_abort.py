@@ -16,7 +16,9 @@ cancelled, closes what the attempt opened:
 
 A request still waiting in the client's queue (``max_clients``) when the
 caller is cancelled has no connection to close yet; tornado ends it at the
-attempt's timeout, as before.
+attempt's timeout, as before.  So does a curl attempt with a pycurl older
+than 7.45.8 (the last wheels for Python 3.9), which cannot tell which
+socket a transfer in progress uses.
 
 """
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Inflight:
 def _shutdown_curl_socket(handle: typing.Any) -> None:
     try:
         import pycurl  # only with curl_httpclient
+        # pycurl 7.45.8 and newer; LASTSOCKET is -1 while a transfer runs
         fd = handle.getinfo(pycurl.ACTIVESOCKET)
     except Exception:  # a closed handle, an old libcurl
         return
