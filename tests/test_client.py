@@ -120,9 +120,9 @@ def test_base_url_gets_a_trailing_slash(make_client: MakeClient) -> None:
 def test_repr_hides_the_password(make_client: MakeClient) -> None:
     """The repr names the base URL without its password, and the state."""
     client = make_client('http://user:secret@h/api')
-    assert repr(client) == '<Client http://user:<redacted>@h/api/ open>'
+    assert repr(client) == '<Client http://<redacted>@h/api/ open>'
     client.close()
-    assert repr(client) == '<Client http://user:<redacted>@h/api/ closed>'
+    assert repr(client) == '<Client http://<redacted>@h/api/ closed>'
 
 
 def test_headers_are_copied(make_client: MakeClient) -> None:

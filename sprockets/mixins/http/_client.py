@@ -50,11 +50,13 @@ _CURL_NOT_SENT = frozenset({
 })
 _CURL_TIMEOUT = 28
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CREDENTIAL_HEADERS = ('Authorization', 'Proxy-Authorization', 'Cookie')
 _CURL_CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
 
-_SECRET_NAME = re.compile(r'auth|cookie|key|token|secret|password|session',
-                          re.IGNORECASE)
+# names of headers and query arguments whose values are secrets; an
+# Idempotency-Key is not one (it only deduplicates)
+_SECRET_NAME = re.compile(
+    r'auth|cookie|(?<!idempotency-)key|token|secret|password|session',
+    re.IGNORECASE)
 REDACTED = '<redacted>'
 _USERINFO = re.compile(r'(?<=://)[^/?#]*@')
 
@@ -167,17 +169,23 @@ def redact_headers(headers: typing.Mapping[str, str]
 
 
 def redact_url(url: str) -> str:
-    """Return `url` without a password in its userinfo."""
+    """Return `url` fit for a log line or an error message: its userinfo
+    (a user name can be a token too) and the values of query arguments
+    named like a key, token or password are replaced by ``<redacted>``."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # an invalid URL is still logged, minus userinfo
         return _USERINFO.sub(f'{REDACTED}@', url, count=1)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition('@')[2]
-    user = parts.username or ''
-    return urllib.parse.urlunsplit(parts._replace(
-        netloc=f'{user}:{REDACTED}@{netloc}'))
+    if '@' in parts.netloc:
+        parts = parts._replace(
+            netloc=f'{REDACTED}@{parts.netloc.rpartition("@")[2]}')
+    if parts.query and _SECRET_NAME.search(parts.query):
+        parts = parts._replace(query='&'.join(
+            f'{name}={REDACTED}' if _SECRET_NAME.search(name) else
+            f'{name}{separator}{value}'
+            for name, separator, value in (
+                item.partition('=') for item in parts.query.split('&'))))
+    return urllib.parse.urlunsplit(parts)
 
 
 # AsyncHTTPClient instances made for HTTP_MAX_CLIENTS, per IOLoop
@@ -297,6 +305,11 @@ async def run(owner: HTTPClientMixin, call: Call,
             previous_delay=previous_delay)
         stop_reason = (_retry.StopReason.TOO_MANY_REDIRECTS
                        if outcome.redirect_loop else decision.stop_reason)
+        if (stop_reason is None and sender.method_changed and not idempotent
+                and not policy.retry_non_idempotent):
+            # the redirect says the server acted on the POST: sending it
+            # again, whatever the GET that followed got, would repeat it
+            stop_reason = _retry.StopReason.UNSAFE_METHOD
         if stop_reason is None and budget is not None and \
                 not budget.try_withdraw(key, now):
             stop_reason = _retry.StopReason.BUDGET_EXHAUSTED
@@ -306,7 +319,7 @@ async def run(owner: HTTPClientMixin, call: Call,
                 LOGGER.warning('%s %s failed after %i attempt(s): %s (%s)',
                                call.method, redact_url(url), attempt,
                                record.outcome, stop_reason)
-            owner._http_req_on_attempt(response, record)
+            _call_hook(owner._http_req_on_attempt, response, record)
             if outcome.status is not None:
                 await sender.deliver_chunks()
             break
@@ -316,14 +329,23 @@ async def run(owner: HTTPClientMixin, call: Call,
                        call.method, redact_url(url), attempt,
                        policy.max_attempts, record.outcome, decision.delay,
                        decision.delay_reason)
-        owner._http_req_on_attempt(response, record)
+        _call_hook(owner._http_req_on_attempt, response, record)
         previous_delay = decision.delay
         await owner._http_req_sleep(decision.delay)
         url, headers, body = owner._http_req_modify_for_retry(
             response, attempt + 1, url, headers, body)
     response.finish(stop_reason)
-    owner._http_req_on_complete(response)
+    _call_hook(owner._http_req_on_complete, response)
     return response
+
+
+def _call_hook(hook: typing.Callable[..., None], *args: typing.Any) -> None:
+    """Call a metrics hook: its failure is logged, never raised, since
+    requests were already sent."""
+    try:
+        hook(*args)
+    except Exception:
+        LOGGER.exception('%s failed', getattr(hook, '__name__', hook))
 
 
 def _timeouts(call: Call, deadline: typing.Optional[float],
@@ -333,7 +355,7 @@ def _timeouts(call: Call, deadline: typing.Optional[float],
     if deadline is None:
         return call.connect_timeout, call.request_timeout
     left = deadline - elapsed
-    if left <= 0:  # tornado would read 0 as no limit
+    if left < 0.001:  # curl counts whole milliseconds, and 0 is no limit
         return None
     # 0 is tornado's "no limit": the deadline is the limit then
     return (min(call.connect_timeout or left, left),
@@ -362,6 +384,9 @@ class _Attempt:
         self.decompress = call.decompress
         self.stream = options.get('streaming_callback')
         self.chunks: typing.Optional[typing.List[bytes]] = None
+        #: a redirect turned the request into a GET (303, or 301/302
+        #: after a POST): the server acted on what was sent
+        self.method_changed = False
         # redirects are followed by _send, not by tornado, so that both
         # clients keep credentials from other origins and report loops
         # alike; the curl handle is kept to abort a cancelled attempt
@@ -388,27 +413,55 @@ class _Attempt:
         """Send the attempt and record its result or exception; never
         raises for a transport failure."""
         try:
-            result, redirect_loop = await span.active(_send(
-                client, self.request, self.follow, self.max_redirects,
-                self.chunks, self.inflight))
+            result, redirect_loop = await span.active(self._send(client))
         except Exception as error:  # recorded, never raised
             response.append_exception(error)
             record.exception = error
             return _Outcome(failure=classify(error))
+        if result.code == 599 and result.error is not None:
+            # a response object that is really a transport failure (a
+            # patched fetch may return one): no response arrived
+            response.append_exception(result.error)
+            record.exception = result.error
+            return _Outcome(failure=classify(result.error))
         content_error = (inflate(result, owner.MAX_DECOMPRESSED_SIZE)
                          if self.decompress else None)
         response.append_response(result)
         # the body is still compressed: that is its error
         response._content_error = content_error
-        if result.code == 599 and result.error is not None:
-            # a response object that is really a transport failure
-            record.exception = result.error
-            return _Outcome(failure=classify(result.error),
-                            redirect_loop=redirect_loop)
         record.status = result.code
         _log_warning_header(result)
         return _Outcome(result.code, None, _retry_after(result),
                         redirect_loop)
+
+    async def _send(self, client: httpclient.AsyncHTTPClient
+                    ) -> typing.Tuple[httpclient.HTTPResponse, bool]:
+        """Send the attempt, following redirects when asked.
+
+        :returns: the final response, and whether it is a redirect that
+            exceeded ``max_redirects``
+        :raises ValueError: for a URL that cannot be sent (never retried)
+
+        """
+        request, hops = self.request, 0
+        while True:
+            problem = url_problem(request.url)
+            if problem is not None:
+                raise ValueError(f'invalid URL {redact_url(request.url)!r}: '
+                                 f'{problem}')
+            result = await _abort.fetch(client, request, self.inflight)
+            if not (self.follow and result.code in _REDIRECTS
+                    and 'Location' in result.headers):
+                return result, False
+            if hops >= self.max_redirects:
+                return result, True
+            hops += 1
+            if self.chunks:
+                self.chunks.clear()  # a hop's body is not the answer
+            following = _redirected(request, result)
+            self.method_changed |= following.method != request.method
+            request = following
+            _otel.redirected(result.code, request.url)
 
     async def deliver_chunks(self) -> None:
         """Hand the buffered body of the returned attempt to the caller's
@@ -417,46 +470,15 @@ class _Attempt:
             await _deliver(self.stream, self.chunks)
 
 
-async def _send(client: httpclient.AsyncHTTPClient,
-                request: httpclient.HTTPRequest, follow: bool,
-                max_redirects: int,
-                chunks: typing.Optional[typing.List[bytes]],
-                inflight: _abort.Inflight
-                ) -> typing.Tuple[httpclient.HTTPResponse, bool]:
-    """Send one attempt, following redirects when asked.
-
-    :returns: the final response, and whether it is a redirect that
-        exceeded `max_redirects`
-    :raises ValueError: for a URL that cannot be sent (never retried)
-
-    """
-    hops = 0
-    while True:
-        problem = url_problem(request.url)
-        if problem is not None:
-            raise ValueError(f'invalid URL {redact_url(request.url)!r}: '
-                             f'{problem}')
-        result = await _abort.fetch(client, request, inflight)
-        if not (follow and result.code in _REDIRECTS
-                and 'Location' in result.headers):
-            return result, False
-        if hops >= max_redirects:
-            return result, True
-        hops += 1
-        if chunks:
-            chunks.clear()  # a hop's body is not the answer
-        request = _redirected(request, result)
-        _otel.redirected(result.code, request.url)
-
-
 def _redirected(request: httpclient.HTTPRequest,
                 result: httpclient.HTTPResponse) -> httpclient.HTTPRequest:
     """Return the request for the next hop of a redirect.
 
     303 (and 301 or 302 after a POST) turns into a body-less GET, as
-    browsers and tornado do.  Credentials (Authorization,
-    Proxy-Authorization, Cookie and basic-auth) are dropped when the
-    target is another origin.
+    browsers and tornado do.  Credentials are dropped when the target is
+    another origin: basic-auth, and every header that log lines redact
+    (Authorization, Proxy-Authorization, Cookie, and names with auth,
+    key, token, secret, password or session in them).
 
     """
     following = copy.copy(request)
@@ -471,8 +493,8 @@ def _redirected(request: httpclient.HTTPRequest,
                      'Content-Encoding', 'Transfer-Encoding'):
             headers.pop(name, None)
     if upstream(following.url) != upstream(request.url):
-        for name in _CREDENTIAL_HEADERS:
-            headers.pop(name, None)
+        for name in [name for name in headers if _SECRET_NAME.search(name)]:
+            del headers[name]
         following.auth_username = following.auth_password = None
         following.auth_mode = None
     following.headers = headers

@@ -319,7 +319,11 @@ def deserialize(body: bytes, content_type: typing.Optional[str]
             return None
         parsed = parse_content_type(content_type)
         charset = (parsed.parameters.get('charset') if parsed else None)
-        return json.loads(body.decode(charset or 'utf-8'))
+        text = body.decode(charset or 'utf-8')
+        try:
+            return json.loads(text)
+        except RecursionError:  # nested deeper than the interpreter goes
+            raise ValueError('invalid JSON body: nested too deeply') from None
     if codec == MSGPACK:
         if not body:
             return None

@@ -7,7 +7,6 @@ import logging
 import time
 import typing
 
-from ietfparse import errors as ietf_errors
 from ietfparse import headers as ietf_headers
 from tornado import httpclient, httputil
 
@@ -241,7 +240,7 @@ class HTTPResponse:
                     entry = {'target': link.target}
                     entry.update(link.parameters)
                     links.append(entry)
-        except (ietf_errors.RootException, ValueError) as error:
+        except Exception as error:  # ietfparse raises IndexError too
             LOGGER.debug('Ignoring a malformed Link header: %s', error)
             return []
         return links

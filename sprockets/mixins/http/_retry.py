@@ -320,6 +320,8 @@ class RetryBudget:
 
 
 #: The process-wide budget that policies use unless told otherwise.
+#:
+#: .. versionadded:: 3.0
 DEFAULT_BUDGET = RetryBudget()
 
 
@@ -360,7 +362,9 @@ class RetryPolicy:
         attempt), which makes them retryable
     :param retry_after_max: the longest ``Retry-After`` the caller will
         wait, in seconds; a server that asks for longer gets its response
-        returned at once.  :data:`None` means the request timeout in effect.
+        returned at once.  :data:`None` means the request timeout in effect,
+        or :attr:`max_delay` when there is none (a request timeout of 0);
+        an infinite wait is never accepted
     :param deadline: seconds the whole call may take, sleeps included;
         :data:`None` means no deadline
     :param budget: the :class:`RetryBudget` retries are drawn from;
@@ -538,8 +542,9 @@ class RetryPolicy:
             return Decision(StopReason.ATTEMPTS_EXHAUSTED)
         if retry_after is not None:
             limit = (self.retry_after_max if self.retry_after_max is not None
-                     else request_timeout)
-            if limit is not None and retry_after > limit:
+                     else request_timeout if request_timeout is not None
+                     else self.max_delay)
+            if retry_after > limit or math.isinf(retry_after):
                 return Decision(StopReason.RETRY_AFTER_TOO_LONG)
             delay, reason = retry_after, DelayReason.RETRY_AFTER
         else:

@@ -113,6 +113,8 @@ class InstantRetriesMixin(_TestCase):
     retry_delays: typing.List[float]
 
     def setUp(self) -> None:
+        """Start :func:`instant_retries` for the test; it ends in a
+        cleanup."""
         context = instant_retries()
         self.retry_delays = context.__enter__()
         self.addCleanup(context.__exit__, None, None, None)
