@@ -3,6 +3,7 @@ after a redirect, a deadline lost to rounding, secrets in log lines and on
 other hosts, a failing metrics hook, odd bodies and headers."""
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import typing
@@ -278,3 +279,35 @@ class TestEdgesCurl(EdgeCases):
     __test__ = True
     implementation = support.CURL
 
+
+
+class PlainHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.write('ok')
+
+
+def test_sized_clients_of_closed_loops_are_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The AsyncHTTPClients made for HTTP_MAX_CLIENTS are not kept for
+    every event loop a process ever ran (asyncio.run in a script)."""
+    httpclient.AsyncHTTPClient.configure(None)
+
+    async def once() -> None:
+        sock, port = testing.bind_unused_port()
+        server = httpserver.HTTPServer(web.Application([('/', PlainHandler)]))
+        server.add_sockets([sock])
+        shared = httpclient.AsyncHTTPClient()  # made with the default size
+        monkeypatch.setenv('HTTP_MAX_CLIENTS', '3')
+        response = await http.HTTPClientMixin().http_fetch(
+            f'http://127.0.0.1:{port}/')
+        monkeypatch.delenv('HTTP_MAX_CLIENTS')
+        assert response.ok
+        for clients in _client._sized_clients.values():
+            for client in clients.values():
+                client.close()
+        shared.close()
+        server.stop()
+
+    for _ in range(5):
+        asyncio.run(once())
+    assert len(_client._sized_clients) <= 1

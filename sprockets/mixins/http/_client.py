@@ -227,6 +227,12 @@ def async_http_client() -> httpclient.AsyncHTTPClient:
             or len(getattr(shared, '_curls', ())) == max_clients):
         return shared
     loop = ioloop.IOLoop.current()
+    if loop not in _sized_clients:
+        # each client refers to its IOLoop, so the weak keys never go:
+        # forget the clients of loops that were closed (asyncio.run ends)
+        for closed in [known for known in _sized_clients
+                       if _is_closed(known)]:
+            del _sized_clients[closed]
     clients = _sized_clients.setdefault(loop, {})
     key = (httpclient.AsyncHTTPClient.configured_class(), max_clients)
     client = clients.get(key)
@@ -234,6 +240,11 @@ def async_http_client() -> httpclient.AsyncHTTPClient:
         client = clients[key] = httpclient.AsyncHTTPClient(
             force_instance=True, max_clients=max_clients)
     return client
+
+
+def _is_closed(loop: ioloop.IOLoop) -> bool:
+    asyncio_loop = getattr(loop, 'asyncio_loop', None)  # AsyncIOLoop's
+    return asyncio_loop is not None and bool(asyncio_loop.is_closed())
 
 
 class Call(typing.NamedTuple):
