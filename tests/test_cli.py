@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
+import logging
 import os
 import pathlib
 import pty
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -37,6 +40,7 @@ JSON_DOCUMENT = {'greeting': 'hello', 'numbers': [1, 2, 3], 'nested': {}}
 MSGPACK_DOCUMENT = {'name': 'blob', 'data': b'\x00\x01\xff', 'n': 7}
 JSON_RAW = json.dumps(JSON_DOCUMENT, separators=(',', ':')).encode()
 ERROR_DOCUMENT = {'message': 'no such thing', 'code': 'missing'}
+DEEP = 500  # JSON nesting that decodes but is too deep to pretty-print
 
 
 # -- the upstream ---------------------------------------------------------
@@ -146,6 +150,37 @@ class SlowHandler(web.RequestHandler):
         self.write({'slow': True})
 
 
+class RawEchoHandler(web.RequestHandler):
+    """Answers a POST with its body, byte for byte, as binary."""
+
+    def post(self) -> None:
+        self.set_header('Content-Type', 'application/octet-stream')
+        self.write(self.request.body)
+
+
+class ResetAfterUnavailableHandler(web.RequestHandler):
+    """503 the first time per path, then resets the connection."""
+
+    def get(self, key: str) -> None:
+        if _count(self.request.path) == 1:
+            self.set_status(503)
+            self.finish('down')
+            return
+        stream = self.detach()
+        # linger 0: close() sends a reset instead of a clean FIN
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                 struct.pack('ii', 1, 0))
+        stream.close()
+
+
+class DeepJSONHandler(web.RequestHandler):
+    """A valid JSON array nested DEEP levels deep."""
+
+    def get(self) -> None:
+        self.set_header('Content-Type', 'application/json')
+        self.write(b'[' * DEEP + b']' * DEEP)
+
+
 class HeadersHandler(web.RequestHandler):
     def get(self) -> None:
         self.set_header('Content-Type', 'text/plain; charset=utf-8')
@@ -169,6 +204,9 @@ def application() -> web.Application:
         ('/redirect', RedirectHandler),
         ('/slow', SlowHandler),
         ('/headers', HeadersHandler),
+        ('/raw-echo', RawEchoHandler),
+        (r'/reset-after-503/(\w+)', ResetAfterUnavailableHandler),
+        ('/deep', DeepJSONHandler),
     ], log_function=lambda handler: None)
 
 
@@ -278,7 +316,8 @@ ATTEMPT = re.compile(
 STOP = re.compile(
     r'^stop: (?P<reason>[a-z-]+) after (?P<attempts>\d+) attempts?'
     r' in (?P<duration>\d+\.\d{3}) s'
-    r' \((?:final status (?P<status>\d+)|no response)\)$')
+    r' \((?:final status (?P<status>\d+)|no response'
+    r'|last status (?P<last>\d+); the final attempt got no response)\)$')
 
 
 class Timeline(typing.NamedTuple):
@@ -383,6 +422,16 @@ class TestBodies:
         result = cli('--output', '-', server.url('/json'))
         assert result.stdout == JSON_RAW
 
+    def test_too_deep_json_is_shown_as_received(
+            self, server: ServerThread) -> None:
+        """JSON too deep to pretty-print is printed raw with a note, exit 0."""
+        result = cli(server.url('/deep'))
+        assert result.code == _cli.EXIT_OK
+        assert result.stdout == b'[' * DEEP + b']' * DEEP + b'\n'
+        assert result.stderr.splitlines()[-1] == (
+            'note: the json body is nested too deeply to pretty-print; '
+            'shown as received')
+
     def test_error_body_is_printed_whole(self, server: ServerThread,
                                          client_args: typing.List[str]
                                          ) -> None:
@@ -470,6 +519,24 @@ class TestRequestOptions:
                    server.url('/echo')).json
         assert echo['content_type'] == 'text/plain'
         assert echo['body'] == 'hi'
+
+    def test_data_sends_the_argument_bytes(self,
+                                           server: ServerThread) -> None:
+        """--data sends argv bytes as given, even when not UTF-8."""
+        # a lone surrogate is how Python holds an undecodable argv byte;
+        # subprocess turns it back into the byte 0xff
+        result = cli('--data', 'a=\udcff', server.url('/raw-echo'))
+        assert result.code == _cli.EXIT_OK, result.stderr
+        assert result.stdout == b'a=\xff'
+
+    def test_json_that_is_not_utf8_is_a_usage_error(self) -> None:
+        """--json with bytes that are not UTF-8 exits 2, one line."""
+        result = cli('--json', '"\udcff"', 'http://127.0.0.1:9/')
+        assert result.code == _cli.EXIT_USAGE
+        assert result.stderr.startswith(
+            'python -m sprockets.mixins.http: error: --json is not valid '
+            "JSON: 'utf-8' codec can't decode byte 0xff")
+        assert len(result.stderr.splitlines()) == 1
 
     def test_msgpack(self, server: ServerThread,
                      client_args: typing.List[str]) -> None:
@@ -561,6 +628,25 @@ class TestRetries:
                                   else ['ConnectionRefusedError'])
         assert steps.stop['reason'] == 'attempts-exhausted'
         assert steps.stop['status'] is None
+
+    def test_final_transport_failure_after_a_status_exits_1(
+            self, server: ServerThread,
+            client_args: typing.List[str]) -> None:
+        """503 then a reset: exit 1, the stop line names the last status
+        and stdout shows that response."""
+        key = 'curl' if client_args else 'simple'
+        result = cli(*client_args, '--retry-timeout', '0', '--max-attempts',
+                     '2', '--print-headers',
+                     server.url(f'/reset-after-503/{key}'))
+        assert result.code == _cli.EXIT_ERROR_STATUS
+        steps = timeline(result.stderr)
+        assert steps.outcomes[0] == '503'
+        assert steps.outcomes[1] in ('CurlError', 'ConnectionResetError',
+                                     'HTTPStreamClosedError')
+        assert steps.stop['reason'] == 'attempts-exhausted'
+        assert (steps.stop['status'], steps.stop['last']) == (None, '503')
+        assert result.text.startswith('503 Service Unavailable\n')
+        assert result.text.endswith('\n\ndown\n')
 
     def test_timeout(self, server: ServerThread,
                      client_args: typing.List[str]) -> None:
@@ -658,6 +744,27 @@ class TestOutputSwitches:
         assert len(steps.attempts) == 1
         assert steps.stop['reason'] == 'not-retryable'
 
+    def test_tls_failure_writes_only_the_timeline(
+            self, tls_server: ServerThread,
+            client_args: typing.List[str]) -> None:
+        """tornado's own "SSL Error" warning stays off stderr without -v."""
+        result = cli(*client_args, tls_server.url('/json'))
+        assert result.code == _cli.EXIT_NO_RESPONSE
+        lines = result.stderr.splitlines()
+        assert len(lines) == 2, result.stderr
+        assert ATTEMPT.match(lines[0]) and STOP.match(lines[1])
+
+    def test_tornado_logger_level_is_restored(
+            self, tls_server: ServerThread) -> None:
+        """main puts tornado.general's level back as it found it."""
+        logger = logging.getLogger('tornado.general')
+        before = logger.level
+        stderr = io.StringIO()
+        code = _cli.main([tls_server.url('/json')],
+                         _cli.Streams(io.BytesIO(), io.StringIO(), stderr))
+        assert code == _cli.EXIT_NO_RESPONSE, stderr.getvalue()
+        assert logger.level == before
+
     @pytest.mark.parametrize('flag', ['--insecure', '--validate_cert=false'])
     def test_insecure(self, tls_server: ServerThread,
                       client_args: typing.List[str], flag: str) -> None:
@@ -699,6 +806,64 @@ class TestOutputSwitches:
         assert timeline(result.stderr).outcomes == ['502', '502', '200']
 
 
+# -- closed standard streams -------------------------------------------------
+
+@contextlib.contextmanager
+def broken_pipe() -> typing.Iterator[int]:
+    """Yield the write end of a pipe whose read end is closed."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        yield write
+    finally:
+        os.close(write)
+
+
+class TestClosedStreams:
+
+    def test_stdout_closed_early(self, server: ServerThread) -> None:
+        """A closed stdout pipe exits 141 quietly, the timeline intact."""
+        with broken_pipe() as stdout:
+            result = cli(server.url('/json'), stdout=stdout)
+        assert result.code == _cli.EXIT_BROKEN_PIPE
+        assert timeline(result.stderr).outcomes == ['200']
+        assert len(result.stderr.splitlines()) == 2, result.stderr
+
+    def test_demo_with_stdout_closed_early(self) -> None:
+        """--demo into a closed pipe exits 141 at once, nothing on stderr."""
+        with broken_pipe() as stdout:
+            result = cli('--demo', stdout=stdout)
+        assert (result.code, result.stderr) == (_cli.EXIT_BROKEN_PIPE, '')
+
+    def test_broken_timeline_stops_the_retries(
+            self, server: ServerThread) -> None:
+        """A timeline line that cannot be written stops before a retry."""
+        code = None
+        # closing flushes the line left in the buffer: it breaks again
+        with contextlib.ExitStack() as stack:
+            write = stack.enter_context(broken_pipe())
+            stack.enter_context(contextlib.suppress(BrokenPipeError))
+            stderr = stack.enter_context(
+                open(write, 'w', encoding='utf-8', closefd=False))
+            code = _cli.main(
+                ['--retry-timeout', '0', server.url('/flaky/broken')],
+                _cli.Streams(io.BytesIO(), io.StringIO(), stderr))
+        assert code == _cli.EXIT_BROKEN_PIPE
+        assert _hits['/flaky/broken'] == 1
+
+    def test_stdout_closed_before_start(self, server: ServerThread) -> None:
+        """With stdout closed (>&-) the body is dropped, exit 0."""
+        process = subprocess.run(
+            ['sh', '-c', 'exec "$0" "$@" >&-', sys.executable, '-W',
+             'error', '-m', 'sprockets.mixins.http', server.url('/json')],
+            env=_environment(), capture_output=True, timeout=30,
+            check=False)
+        stderr = process.stderr.decode('utf-8')
+        assert process.returncode == _cli.EXIT_OK, stderr
+        assert timeline(stderr).outcomes == ['200']
+        assert len(stderr.splitlines()) == 2, stderr
+
+
 # -- usage errors ----------------------------------------------------------
 
 @pytest.mark.parametrize('arguments, message', [
@@ -734,6 +899,29 @@ class TestOutputSwitches:
     (['-o', '/no/such/dir/out', 'http://127.0.0.1/'],
      "cannot write --output '/no/such/dir/out'"),
     (['--demo', 'http://127.0.0.1/'], '--demo takes no URL'),
+    (['-o', '/', 'http://127.0.0.1/'],
+     "cannot write --output '/': it is a directory"),
+    (['-H', 'X-E: \u20ac', 'http://127.0.0.1/'],
+     'the value has a character outside ISO-8859-1'),
+    (['-H', 'X-E: a\x01b', 'http://127.0.0.1/'],
+     'a control character in the value'),
+    (['-H', 'X-E: a\x7f', 'http://127.0.0.1/'],
+     'a control character in the value'),
+    (['-H', 'X-E: \udcff', 'http://127.0.0.1/'],
+     'the value has a character outside ISO-8859-1'),
+    (['-X', 'GET\r\nX: y', 'http://127.0.0.1/'], "invalid method 'GET"),
+    (['-X', 'GE T', 'http://127.0.0.1/'], "invalid method 'GE T'"),
+    (['-X', '', 'http://127.0.0.1/'], "invalid method ''"),
+    (['--timeout', '1e308', 'http://127.0.0.1/'],
+     '--timeout must be a number of seconds up to 1000000, got 1e+308'),
+    (['--deadline', '1e308', 'http://127.0.0.1/'],
+     '--deadline must be a number of seconds up to 1000000'),
+    (['--retry-timeout', '1000001', 'http://127.0.0.1/'],
+     '--retry-timeout must be a number of seconds up to 1000000'),
+    (['--deadline', 'nan', 'http://127.0.0.1/'],
+     '--deadline must be a number of seconds up to 1000000, got nan'),
+    (['http://127.0.0.1/\udcff'], 'not valid in the locale'),
+    (['http://127.0.0.1/a\x01'], 'it contains a control character'),
 ])
 def test_usage_error(arguments: typing.List[str], message: str) -> None:
     """A usage error returns 2 with one line on stderr (in process)."""
@@ -753,6 +941,12 @@ def test_usage_error(arguments: typing.List[str], message: str) -> None:
     (['--bogus', 'http://127.0.0.1/'], 'unrecognized arguments: --bogus'),
     (['--max-attempts', '0', 'http://127.0.0.1/'],
      '--max-attempts must be at least 1, got 0'),
+    (['-H', 'X-E: \u20ac', 'http://127.0.0.1/'],
+     "invalid header 'X-E: \u20ac': the value has a character outside "
+     'ISO-8859-1 (latin-1)'),
+    (['http://127.0.0.1/\udcff'],
+     "invalid URL 'http://127.0.0.1/\\udcff': it contains bytes that are "
+     "not valid in the locale's encoding"),
 ])
 def test_usage_error_in_a_process(arguments: typing.List[str],
                                   message: str) -> None:
@@ -857,7 +1051,8 @@ def test_check_url_accepts(url: str) -> None:
 
 @pytest.mark.parametrize('url', [
     '', 'example.com', '/path', 'mailto:a@b', 'file:///etc/passwd',
-    'http:///path', 'http://[::1/', 'http://h:99999/'])
+    'http:///path', 'http://[::1/', 'http://h:99999/',
+    'http://h/\x00', 'http://h/\x7f', 'http://h/\udcff'])
 def test_check_url_rejects(url: str) -> None:
     """Anything else is a usage error."""
     with pytest.raises(_cli.UsageError, match='invalid URL'):
@@ -869,6 +1064,8 @@ def test_check_url_rejects(url: str) -> None:
     ('X-Empty:', ('X-Empty', '')),
     ('  X-Spaced  :  a b  ', ('X-Spaced', 'a b')),
     ('X-Colon: a:b', ('X-Colon', 'a:b')),
+    ('X-Tab: a\tb', ('X-Tab', 'a\tb')),
+    ('X-Latin: caf\u00e9', ('X-Latin', 'caf\u00e9')),
 ])
 def test_parse_header(value: str, expected: typing.Tuple[str, str]) -> None:
     """'Name: value' splits at the first colon, trimmed."""
@@ -902,6 +1099,9 @@ def test_attempt_line(record: http.AttemptRecord, expected: str) -> None:
      'stop: success after 3 attempts in 2.285 s (final status 200)'),
     (('attempts-exhausted', 1, 0.002, None),
      'stop: attempts-exhausted after 1 attempt in 0.002 s (no response)'),
+    (('attempts-exhausted', 2, 0.002, None, 503),
+     'stop: attempts-exhausted after 2 attempts in 0.002 s (last status '
+     '503; the final attempt got no response)'),
 ])
 def test_stop_line(arguments: typing.Tuple[typing.Any, ...],
                    expected: str) -> None:
@@ -1010,6 +1210,29 @@ def test_render_binary(body: bytes,
     assert _cli.render_body(_response(body, content_type)).data == body
 
 
+@pytest.mark.parametrize('body, content_type, shown', [
+    (b'[' * DEEP + b']' * DEEP, 'application/json',
+     _cli.Rendered(text='[' * DEEP + ']' * DEEP + '\n',
+                   note='the json body is nested too deeply to '
+                        'pretty-print; shown as received')),
+    (b'\x91' * DEEP + b'\x01', 'application/msgpack',
+     _cli.Rendered(data=b'\x91' * DEEP + b'\x01',
+                   note='the msgpack body is nested too deeply to '
+                        'pretty-print; shown as received')),
+])
+def test_render_too_deep(body: bytes, content_type: str,
+                         shown: _cli.Rendered) -> None:
+    """A body that decodes but is too deep to print is shown raw."""
+    assert _cli.render_body(_response(body, content_type)) == shown
+
+
+def test_render_names_an_error_without_a_message() -> None:
+    """An undecodable body's note names the error's class if no message."""
+    shown = _cli.render_body(_response(b'\xc1', 'application/msgpack'))
+    assert shown.note == ('the body is not valid msgpack (FormatError); '
+                          'shown as received')
+
+
 def test_render_notes_an_undecodable_json_body() -> None:
     """A JSON body that does not parse is shown as text with a note."""
     shown = _cli.render_body(_response(b'{bad', 'application/json'))
@@ -1031,6 +1254,13 @@ def _final(status: typing.Optional[int], stop_reason: str,
     return response
 
 
+def _status_then_no_response(status: int) -> http.HTTPResponse:
+    response = _final(status, 'attempts-exhausted')
+    response.records.append(http.AttemptRecord(
+        2, 0.0, exception=ConnectionResetError()))
+    return response
+
+
 @pytest.mark.parametrize('response, code', [
     (_final(200, 'success'), _cli.EXIT_OK),
     (_final(304, 'success'), _cli.EXIT_OK),
@@ -1039,9 +1269,11 @@ def _final(status: typing.Optional[int], stop_reason: str,
     (_final(503, 'attempts-exhausted', 3), _cli.EXIT_ERROR_STATUS),
     (_final(None, 'attempts-exhausted', 2), _cli.EXIT_NO_RESPONSE),
     (_final(None, 'not-retryable', 0), _cli.EXIT_NO_RESPONSE),
+    (_status_then_no_response(503), _cli.EXIT_ERROR_STATUS),
 ])
 def test_exit_code(response: http.HTTPResponse, code: int) -> None:
-    """2xx/3xx exit 0, an error or redirect loop 1, no response 3."""
+    """2xx/3xx exit 0, an error, redirect loop or a status then a
+    transport failure 1, no response at all 3."""
     assert _cli.exit_code(response) == code
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import datetime
 import io
@@ -44,10 +45,20 @@ EXIT_OK = 0
 EXIT_ERROR_STATUS = 1
 #: The command line is wrong: an unknown option, a bad URL, bad JSON...
 EXIT_USAGE = 2
-#: No response arrived at all: every attempt failed in transport.
+#: No attempt got a response: every attempt failed in transport.  When an
+#: earlier attempt got a status and only the last failed in transport, the
+#: exit code is :data:`EXIT_ERROR_STATUS`.
 EXIT_NO_RESPONSE = 3
 #: Interrupted with Ctrl-C.
 EXIT_INTERRUPTED = 130
+#: stdout (or stderr) was closed before the output was written, as in
+#: ``... | head -1``: 128 + SIGPIPE, as a shell reports a process killed
+#: by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+#: The largest ``--timeout``, ``--deadline`` and ``--retry-timeout``
+#: accepted, in seconds (about 11.6 days); larger values overflow curl.
+MAX_SECONDS = 1_000_000.0
 
 CURL_CLIENT = 'tornado.curl_httpclient.CurlAsyncHTTPClient'
 
@@ -58,6 +69,8 @@ _FORM = 'application/x-www-form-urlencoded'
 _STANDARD_METHODS = frozenset(
     {'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# C0 controls but tab, and DEL: never valid in a header value
+_CONTROL = re.compile(r'[\x00-\x08\x0a-\x1f\x7f]')
 _TRUE = frozenset({'true', 't', '1', 'yes', 'y', 'on'})
 _FALSE = frozenset({'false', 'f', '0', 'no', 'n', 'off'})
 # tornado's ``python -m tornado.httpclient`` flags: name -> (the option
@@ -105,7 +118,9 @@ upstream started inside this process."""
 
 EPILOG = """\
 exit codes: 0 success (final status 2xx or 3xx), 1 error status (400 or
-more), 2 usage error, 3 no response at all (transport failure).
+more, or the last attempt failed after an earlier one got a status), 2
+usage error, 3 no response at all (every attempt failed in transport), 141
+stdout closed early (broken pipe).
 tornado's flags --print_headers, --print_body=false, --follow_redirects and
 --validate_cert=false are accepted too."""
 
@@ -237,15 +252,27 @@ def parse_args(argv: typing.Sequence[str]) -> argparse.Namespace:
     if args.url is None:
         raise UsageError('a URL is required (or --demo)')
     args.url = check_url(args.url)
+    if args.method is not None and not _TOKEN.match(args.method):
+        raise UsageError(f'invalid method {args.method!r}: it must be an '
+                         'HTTP token (letters, digits and !#$%&\'*+-.^_`|~)')
     if args.msgpack and args.json is None:
         raise UsageError('--msgpack sends the --json document: give --json')
+    for option, seconds in (('--timeout', args.timeout),
+                            ('--deadline', args.deadline),
+                            ('--retry-timeout', args.retry_timeout)):
+        if seconds is not None and not seconds <= MAX_SECONDS:
+            raise UsageError(f'{option} must be a number of seconds up to '
+                             f'{MAX_SECONDS:.0f}, got {seconds!r}')
     if args.timeout is not None and not (
             math.isfinite(args.timeout) and args.timeout >= 0):
         raise UsageError('--timeout must be a number of seconds >= 0, '
                          f'got {args.timeout!r}')
     if args.output not in (None, '-'):
         directory = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(directory) or os.path.isdir(args.output):
+        if os.path.isdir(args.output):
+            raise UsageError(f'cannot write --output {args.output!r}: it is '
+                             'a directory')
+        if not os.path.isdir(directory):
             raise UsageError(f'cannot write --output {args.output!r}: no '
                              'such directory')
     return args
@@ -260,6 +287,12 @@ def check_url(url: str) -> str:
     if not url or any(character.isspace() for character in url):
         raise UsageError(f'invalid URL {url!r}: it is empty or contains '
                          'whitespace')
+    if _CONTROL.search(url):
+        raise UsageError(f'invalid URL {url!r}: it contains a control '
+                         'character')
+    if _has_surrogates(url):
+        raise UsageError(f'invalid URL {url!r}: it contains bytes that are '
+                         'not valid in the locale\'s encoding')
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -281,7 +314,9 @@ def parse_header(value: str) -> typing.Tuple[str, str]:
     """Return ``(name, value)`` from ``'Name: value'``.
 
     :raises UsageError: when there is no colon, the name is not an HTTP
-        token, or the value has a line break
+        token, or the value has a line break or another control character
+        (tab is allowed) or a character outside ISO-8859-1, which HTTP
+        headers cannot carry
 
     """
     name, colon, field = value.partition(':')
@@ -291,17 +326,34 @@ def parse_header(value: str) -> typing.Tuple[str, str]:
     if '\r' in field or '\n' in field:
         raise UsageError(f'invalid header {value!r}: a line break in the '
                          'value')
+    if _CONTROL.search(field):
+        raise UsageError(f'invalid header {value!r}: a control character '
+                         'in the value')
+    try:
+        field.encode('latin-1')
+    except UnicodeEncodeError:
+        raise UsageError(f'invalid header {value!r}: the value has a '
+                         'character outside ISO-8859-1 (latin-1)') from None
     return name, field.strip()
+
+
+def _has_surrogates(text: str) -> bool:
+    """Whether `text` has lone surrogates: the bytes of a command line
+    argument that did not decode in the locale's encoding."""
+    return any('\ud800' <= character <= '\udfff' for character in text)
 
 
 def read_data(value: str, stdin: typing.BinaryIO) -> bytes:
     """Return `value` as bytes; ``@-`` reads `stdin`, ``@FILE`` a file.
 
+    An inline `value` gives the bytes of the command line argument, as
+    they were, even when they are not valid in the locale's encoding.
+
     :raises UsageError: when the file cannot be read
 
     """
     if not value.startswith('@'):
-        return value.encode('utf-8')
+        return os.fsencode(value)
     if value == '@-':
         return stdin.read()
     path = value[1:]
@@ -331,7 +383,10 @@ class Request:
         """Return the keyword arguments for ``http_fetch``."""
         headers = httputil.HTTPHeaders()
         for name, value in self.headers:
-            headers.add(name, value)
+            try:
+                headers.add(name, value)
+            except httputil.HTTPInputError as error:
+                raise UsageError(f'invalid header {name!r}: {error}') from None
         arguments: typing.Dict[str, typing.Any] = {
             'method': self.method, 'request_headers': headers,
             'body': self.body, 'content_type': self.content_type,
@@ -411,10 +466,23 @@ def attempt_line(record: http.AttemptRecord) -> str:
 
 
 def stop_line(stop_reason: typing.Optional[str], attempts: int,
-              duration: float, status: typing.Optional[int]) -> str:
+              duration: float, status: typing.Optional[int],
+              last_status: typing.Optional[int] = None) -> str:
     """Return the timeline's last line, e.g.
-    ``stop: success after 3 attempts in 2.285 s (final status 200)``."""
-    final = 'no response' if status is None else f'final status {status}'
+    ``stop: success after 3 attempts in 2.285 s (final status 200)``.
+
+    `status` is the final attempt's; when it got no response,
+    `last_status` is the status of the last attempt that got one, if any:
+    ``(last status 503; the final attempt got no response)``.
+
+    """
+    if status is not None:
+        final = f'final status {status}'
+    elif last_status is not None:
+        final = (f'last status {last_status}; the final attempt got no '
+                 'response')
+    else:
+        final = 'no response'
     plural = '' if attempts == 1 else 's'
     return (f'stop: {stop_reason} after {attempts} attempt{plural} in '
             f'{duration:.3f} s ({final})')
@@ -489,7 +557,7 @@ class Timeline:
         reason = (str(response.stop_reason) if response.stop_reason
                   is not None else None)
         self.write(stop_line(reason, len(records), response.duration,
-                             status))
+                             status, last_status(response)))
 
     def _finish_pending(self) -> None:
         if self._pending is not None:
@@ -507,12 +575,20 @@ class CLIClient(http.HTTPClientMixin):
     def __init__(self, timeline: Timeline) -> None:
         super().__init__()
         self.timeline = timeline
+        #: the error of a timeline line that could not be written: the
+        #: engine logs what a hook raises, so it is kept for later
+        self.broken_pipe: typing.Optional[BrokenPipeError] = None
 
     def _http_req_on_attempt(self, response: http.HTTPResponse,
                              record: http.AttemptRecord) -> None:
-        self.timeline.attempt(record)
+        try:
+            self.timeline.attempt(record)
+        except BrokenPipeError as error:
+            self.broken_pipe = error
 
     async def _http_req_sleep(self, seconds: float) -> None:
+        if self.broken_pipe is not None:  # nobody reads: stop now
+            raise self.broken_pipe
         await self.timeline.wait(seconds, super()._http_req_sleep)
 
 
@@ -583,12 +659,17 @@ def render_body(response: http.HTTPResponse) -> Rendered:
     codec = _content.codec_for(content_type)
     note = None
     if codec in (_content.JSON, _content.MSGPACK):
-        error = response.body_error
-        if error is None:
-            text = json.dumps(to_jsonable(response.body), indent=2,
-                              ensure_ascii=False)
-            return Rendered(text=text + '\n')
-        note = f'the body is not valid {codec} ({error}); shown as received'
+        try:
+            error = response.body_error
+            if error is None:
+                text = json.dumps(to_jsonable(response.body), indent=2,
+                                  ensure_ascii=False)
+                return Rendered(text=text + '\n')
+            note = (f'the body is not valid {codec} ({_reason(error)}); '
+                    'shown as received')
+        except RecursionError:
+            note = (f'the {codec} body is nested too deeply to pretty-print; '
+                    'shown as received')
         if codec == _content.MSGPACK:
             return Rendered(data=data, note=note)
     parsed = _content.parse_content_type(content_type)
@@ -613,6 +694,11 @@ def render_body(response: http.HTTPResponse) -> Rendered:
     return Rendered(text=text, note=note)
 
 
+def _reason(error: BaseException) -> str:
+    """Return the message of `error`, or its class name when it has none."""
+    return ' '.join(str(error).split()) or type(error).__name__
+
+
 def _decodes(data: bytes, encoding: str) -> bool:
     try:
         data.decode(encoding)
@@ -622,11 +708,28 @@ def _decodes(data: bytes, encoding: str) -> bool:
 
 
 def exit_code(response: http.HTTPResponse) -> int:
-    """Return the process exit code for `response`."""
+    """Return the process exit code for `response`.
+
+    :data:`EXIT_NO_RESPONSE` when no attempt got a response;
+    :data:`EXIT_ERROR_STATUS` when the final attempt failed in transport
+    after an earlier one got a status, whatever that status was.
+
+    """
     records = response.records
-    if not records or records[-1].status is None:
+    if last_status(response) is None:
         return EXIT_NO_RESPONSE
+    if records[-1].status is None:
+        return EXIT_ERROR_STATUS
     return EXIT_OK if response.ok else EXIT_ERROR_STATUS
+
+
+def last_status(response: http.HTTPResponse) -> typing.Optional[int]:
+    """Return the status of the last attempt that got a response, or
+    :data:`None` when none did."""
+    for record in reversed(response.records):
+        if record.status is not None:
+            return record.status
+    return None
 
 
 @dataclasses.dataclass
@@ -639,9 +742,10 @@ class Streams:
 
 def show_response(response: http.HTTPResponse, args: argparse.Namespace,
                   out: typing.TextIO, notes: typing.TextIO) -> None:
-    """Print the headers and body of the final response as asked."""
+    """Print the headers and body of the last response received as asked
+    (the final attempt's, unless it failed in transport)."""
     raw = response.raw
-    if raw is None or response.records[-1].status is None:
+    if raw is None:
         return
     if args.print_headers:
         out.write(f'{raw.code} {raw.reason}\n')
@@ -703,6 +807,7 @@ async def perform(request: Request, timeline: Timeline
     :raises UsageError: when the package rejects the request (its
         :exc:`ValueError` or :exc:`TypeError`, raised before anything is
         sent)
+    :raises BrokenPipeError: when the timeline's stream was closed
 
     """
     client = CLIClient(timeline)
@@ -715,6 +820,8 @@ async def perform(request: Request, timeline: Timeline
             if message.startswith(f'{field} '):
                 message = option + message[len(field):]
         raise UsageError(message) from None
+    if client.broken_pipe is not None:
+        raise client.broken_pipe
     timeline.stop(response)
     return response
 
@@ -913,18 +1020,58 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None,
     :param argv: the arguments, without the program name; :data:`None`
         reads :data:`sys.argv`
     :param streams: where to read and write; :data:`None` uses the
-        process's standard streams
+        process's standard streams (a closed one, :data:`None` in
+        :mod:`sys`, as :data:`os.devnull`)
+
+    A closed pipe on stdout or stderr (``... | head -1``) ends the command
+    quietly with :data:`EXIT_BROKEN_PIPE`.
 
     """
     if argv is None:
         argv = sys.argv[1:]
-    if streams is None:
-        for stream in (sys.stdout, sys.stderr):
-            reconfigure = getattr(stream, 'reconfigure', None)
-            if reconfigure is not None:
-                reconfigure(errors='backslashreplace')
-        stdin = getattr(sys.stdin, 'buffer', None) or io.BytesIO()
-        streams = Streams(stdin, sys.stdout, sys.stderr)
+    if streams is not None:
+        try:
+            return _main(argv, streams)
+        except BrokenPipeError:
+            return EXIT_BROKEN_PIPE
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, 'reconfigure', None)
+        if reconfigure is not None:
+            reconfigure(errors='backslashreplace')
+    stdin = getattr(sys.stdin, 'buffer', None) or io.BytesIO()
+    with contextlib.ExitStack() as stack:
+        streams = Streams(
+            stdin, sys.stdout or stack.enter_context(_devnull()),
+            sys.stderr or stack.enter_context(_devnull()))
+        try:
+            return _main(argv, streams)
+        except BrokenPipeError:
+            _silence_broken_pipes(streams)
+            return EXIT_BROKEN_PIPE
+
+
+def _devnull() -> typing.TextIO:
+    return open(os.devnull, 'w', encoding='utf-8')
+
+
+def _silence_broken_pipes(streams: Streams) -> None:
+    """Point the broken standard streams at :data:`os.devnull`, so that
+    Python's flush at exit does not report the broken pipe again (as the
+    :mod:`signal` documentation recommends)."""
+    for stream in (streams.stdout, streams.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            try:
+                descriptor = stream.fileno()
+            except (OSError, ValueError, AttributeError):
+                continue
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, descriptor)
+            os.close(devnull)
+
+
+def _main(argv: typing.Sequence[str], streams: Streams) -> int:
     try:
         args = parse_args(argv)
         if args.curl:
@@ -943,6 +1090,12 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None,
     logger.addHandler(handler)
     if args.verbose:
         logger.setLevel(logging.DEBUG)
+    # tornado's own warnings ("SSL Error on ...") would interleave with the
+    # timeline, which already says what failed
+    tornado_logger = logging.getLogger('tornado.general')
+    tornado_level = tornado_logger.level
+    if not args.verbose:
+        tornado_logger.setLevel(logging.ERROR)
     try:
         return asyncio.run(run_demo(args, streams) if args.demo
                            else run(args, streams))
@@ -954,6 +1107,7 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None,
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
+        tornado_logger.setLevel(tornado_level)
         if args.curl:
             httpclient.AsyncHTTPClient.configure(None)
 
