@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import typing
 from unittest import mock
 
 import msgpack
 import pytest
-from tornado import httpclient, testing, web
+from tornado import httpclient, httpserver, netutil, testing, web
 
 from sprockets.mixins import http
 from sprockets.mixins.http import testing as http_testing
@@ -200,6 +201,100 @@ def test_closed_client_refuses_requests() -> None:
     with pytest.raises(RuntimeError,
                        match=r'<Client http://h/api/ closed> is closed'):
         asyncio.run(client.get('users'))
+
+
+BAD_HEADERS = [
+    ({'X-Price': '10 €'}, "header 'X-Price': Invalid header value"),
+    ({'bad name': 'x'}, "header 'bad name': Invalid header name"),
+    ({'X-Split': 'a\nb'}, "header 'X-Split': Invalid header value"),
+    ({'': 'x'}, "header '': Invalid header name"),
+]
+
+
+@pytest.mark.parametrize('headers, message', BAD_HEADERS)
+def test_invalid_client_header_is_a_value_error(
+        headers: typing.Dict[str, str], message: str) -> None:
+    """A header HTTP cannot carry raises ValueError naming it when the
+    client is built, not tornado's HTTPInputError."""
+    with pytest.raises(ValueError, match=message):
+        http.Client('http://h/', headers=headers)
+
+
+@pytest.mark.parametrize('headers, message', BAD_HEADERS)
+def test_invalid_call_header_is_a_value_error(
+        make_client: MakeClient, headers: typing.Dict[str, str],
+        message: str) -> None:
+    """A call header HTTP cannot carry raises ValueError naming it, before
+    anything is sent."""
+    client = make_client('http://h/')
+    with pytest.raises(ValueError, match=message):
+        asyncio.run(client.get('users', headers=headers))
+
+
+def test_header_name_must_be_a_string(make_client: MakeClient) -> None:
+    """A header name that is not a str raises TypeError."""
+    with pytest.raises(TypeError, match='header names must be str, got 1'):
+        make_client('http://h/', headers={1: 'x'})  # type: ignore[dict-item]
+
+
+def test_closed_client_refuses_http_fetch() -> None:
+    """The inherited http_fetch on a closed client raises the same
+    RuntimeError as its own methods."""
+    client = http.Client('http://h/api')
+    client.close()
+    with pytest.raises(RuntimeError,
+                       match=r'<Client http://h/api/ closed> is closed'):
+        asyncio.run(client.http_fetch('http://127.0.0.1:9/users',
+                                      max_http_attempts=1))
+
+
+@pytest.fixture
+def threaded_server() -> typing.Iterator[str]:
+    """The echo app on a loopback port, served from its own thread and
+    event loop, so that it outlives the loops of asyncio.run()."""
+    sockets = netutil.bind_sockets(0, '127.0.0.1')
+    port = sockets[0].getsockname()[1]
+    started = threading.Event()
+    state: typing.Dict[str, typing.Any] = {}
+
+    async def serve() -> None:
+        server = httpserver.HTTPServer(web.Application([('/.*', EchoHandler)]))
+        server.add_sockets(sockets)
+        state['loop'], state['stop'] = asyncio.get_running_loop(), \
+            asyncio.Event()
+        started.set()
+        await state['stop'].wait()
+        server.stop()
+        await server.close_all_connections()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    assert started.wait(10)
+    yield f'http://127.0.0.1:{port}'
+    state['loop'].call_soon_threadsafe(state['stop'].set)
+    thread.join(10)
+
+
+@pytest.mark.parametrize('implementation', [support.SIMPLE, support.CURL])
+def test_http_clients_of_closed_loops_are_closed(
+        threaded_server: str, implementation: str) -> None:
+    """A client used across several asyncio.run() calls holds only the
+    AsyncHTTPClient of the last loop: each earlier one is closed when the
+    client next sends."""
+    closed: typing.List[object] = []
+    httpclient.AsyncHTTPClient.configure(implementation)
+    httpclient.AsyncHTTPClient.configure(
+        recording_implementation(closed, []))
+    try:
+        client = http.Client(threaded_server)
+        codes = [asyncio.run(client.get('echo')).code for _ in range(3)]
+        held, closed_before = len(client._http_clients), len(closed)
+        client.close()
+    finally:
+        httpclient.AsyncHTTPClient.configure(None)
+    assert codes == [200, 200, 200]
+    assert (held, closed_before) == (1, 2)
+    assert len({id(each) for each in closed}) == 3
 
 
 # -- integration: a real server, both AsyncHTTPClient implementations -------
@@ -569,6 +664,18 @@ class ClientCases(support.ServerTestCase):
         self.assertEqual(echo.body['headers']['User-Agent'], ['hooked/1.0'])
 
     # closing
+
+    @testing.gen_test
+    async def test_http_fetch_is_the_mixin_s_while_open(self) -> None:
+        """The inherited http_fetch sends the URL as given, without the
+        base URL or the client's headers, until the client is closed."""
+        client = self.client('/api', headers={'X-Client': 'one'})
+        response = await client.http_fetch(self.get_url('/other'))
+        client.close()
+        self.assertEqual(response.body['path'], '/other')
+        self.assertNotIn('X-Client', response.body['headers'])
+        with self.assertRaisesRegex(RuntimeError, 'is closed'):
+            await client.http_fetch(self.get_url('/other'))
 
     @testing.gen_test
     async def test_async_with_closes_the_client(self) -> None:

@@ -104,12 +104,19 @@ def test_user_handler_retries(instant_retries: typing.List[float]) -> None:
 # -- pure: scripting errors --------------------------------------------------
 
 @pytest.mark.parametrize('kwargs, message', [
-    ({'status': 99}, 'status must be an int from 100 to 599'),
-    ({'status': 600}, 'status must be an int from 100 to 599'),
-    ({'status': '200'}, 'status must be an int from 100 to 599'),
-    ({'status': True}, 'status must be an int from 100 to 599'),
+    ({'status': 99}, 'status must be an int from 200 to 599'),
+    ({'status': 600}, 'status must be an int from 200 to 599'),
+    ({'status': '200'}, 'status must be an int from 200 to 599'),
+    ({'status': True}, 'status must be an int from 200 to 599'),
+    ({'status': 100}, 'status 100 is informational: a 1xx cannot be the '
+                      'final answer'),
+    ({'status': 101}, 'status 101 is informational'),
+    ({'method': 'GET /'}, 'method must be an HTTP method token'),
+    ({'method': ''}, 'method must be an HTTP method token'),
     ({'path': 'users'}, 'path must start with /'),
     ({'path': '/users?id=1'}, 'path must not have a query'),
+    ({'path': '/a b'}, 'path cannot have spaces or control characters'),
+    ({'path': '/a\nb'}, 'path cannot have spaces or control characters'),
     ({'times': 0}, 'times must be an int >= 1'),
     ({'delay': -1}, 'delay must be a number of seconds >= 0'),
     ({'delay': float('nan')}, 'delay must be a number of seconds >= 0'),
@@ -119,9 +126,9 @@ def test_user_handler_retries(instant_retries: typing.List[float]) -> None:
 def test_reply_refuses_bad_arguments(kwargs: typing.Dict[str, typing.Any],
                                      message: str) -> None:
     """reply() raises ValueError naming the bad argument."""
-    arguments = {'path': '/users', 'status': 200, **kwargs}
+    arguments = {'method': 'GET', 'path': '/users', 'status': 200, **kwargs}
     with pytest.raises(ValueError, match=message):
-        testing.FakeUpstream().reply('GET', **arguments)
+        testing.FakeUpstream().reply(**arguments)
 
 
 def test_reply_refuses_a_body_its_content_type_cannot_carry() -> None:
@@ -130,6 +137,14 @@ def test_reply_refuses_a_body_its_content_type_cannot_carry() -> None:
     with pytest.raises(http.UnsupportedContentType):
         testing.FakeUpstream().reply('GET', '/', 200, {'a': 1},
                                      content_type='text/plain')
+
+
+def test_reply_to_a_dict_under_a_text_header_is_refused() -> None:
+    """A dict body under a text/plain Content-Type header raises when
+    queued, as it does with content_type='text/plain'."""
+    with pytest.raises(http.UnsupportedContentType):
+        testing.FakeUpstream().reply(
+            'GET', '/', 200, {'a': 1}, headers={'Content-Type': 'text/plain'})
 
 
 def test_handlers_refuse_a_relative_prefix() -> None:
@@ -295,6 +310,43 @@ class FakeUpstreamCases(support.ServerTestCase):
         self.assertEqual(responses['/msgpack'].body, {'b': b'\x00\xff'})
 
     @tornado.testing.gen_test
+    async def test_content_type_header_decides_the_encoding(self) -> None:
+        """Without content_type, the Content-Type header given (any case)
+        encodes the body, so body and header agree."""
+        async with testing.FakeUpstream() as upstream:
+            upstream.reply('GET', '/a', 200, {'a': 1}, headers={
+                'content-TYPE': 'application/msgpack'})
+            response = await self.fetch_from(upstream, '/a')
+        self.assertEqual(response.headers.get_list('Content-Type'),
+                         ['application/msgpack'])
+        self.assertEqual(response.raw.body, msgpack.packb({'a': 1}))
+        self.assertEqual(response.body, {'a': 1})
+
+    @tornado.testing.gen_test
+    async def test_any_method_is_answered(self) -> None:
+        """A reply queued for a method tornado does not know (PROPFIND)
+        answers it, and the request is recorded."""
+        async with testing.FakeUpstream() as upstream:
+            upstream.reply('PROPFIND', '/dav', 207, {'found': 1})
+            response = await self.fetch_from(
+                upstream, '/dav', method='PROPFIND', body=b'',
+                allow_nonstandard_methods=True)
+        self.assertEqual((response.code, response.body), (207, {'found': 1}))
+        upstream.assert_requested('PROPFIND', '/dav', times=1)
+        upstream.assert_no_pending_replies()
+
+    @tornado.testing.gen_test
+    async def test_non_ascii_path_matches_its_percent_encoding(self) -> None:
+        """A reply queued for /café answers /caf%C3%A9, which is recorded
+        and asserted by either spelling."""
+        async with testing.FakeUpstream() as upstream:
+            upstream.reply('GET', '/café', 200, 'ok')
+            response = await self.fetch_from(upstream, '/caf%C3%A9')
+        self.assertEqual(response.raw.body, b'ok')
+        self.assertEqual(upstream.requests[0].path, '/caf%C3%A9')
+        upstream.assert_requested('GET', '/café', times=1)
+
+    @tornado.testing.gen_test
     async def test_headers_are_sent(self) -> None:
         """Reply headers are sent; pairs repeat a header; a Content-Type
         header wins over the default."""
@@ -320,13 +372,16 @@ class FakeUpstreamCases(support.ServerTestCase):
 
     @tornado.testing.gen_test
     async def test_head_gets_no_body(self) -> None:
-        """A HEAD request gets the status and headers without the body."""
+        """A HEAD request gets the status and headers, with the
+        Content-Length of the body, without the body."""
         async with testing.FakeUpstream() as upstream:
             upstream.reply('HEAD', '/a', 200, {'a': 1})
             response = await self.fetch_from(upstream, '/a', method='HEAD')
         self.assertEqual((response.code, response.raw.body), (200, b''))
         self.assertEqual(response.headers['Content-Type'],
                          'application/json')
+        self.assertEqual(response.headers['Content-Length'],
+                         str(len(b'{"a":1}')))
 
     @tornado.testing.gen_test
     async def test_records_every_request(self) -> None:
@@ -470,6 +525,27 @@ class FakeUpstreamCases(support.ServerTestCase):
         self.assertEqual(response.raw.body, b'ok')
 
 
+def test_raw_utf8_path_is_recorded_percent_encoded() -> None:
+    """A request line with raw UTF-8 (as tornado's simple client sends
+    /café) takes the reply queued for /café; its path is recorded
+    percent-encoded."""
+    async def scenario() -> bytes:
+        async with testing.FakeUpstream() as upstream:
+            upstream.reply('GET', '/café', 200, 'ok')
+            port = int(upstream.url().rsplit(':', 1)[1])
+            reader, writer = await asyncio.open_connection('127.0.0.1', port)
+            writer.write('GET /café HTTP/1.0\r\n\r\n'.encode())
+            answer = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            upstream.assert_requested('GET', '/caf%C3%A9', times=1)
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b'HTTP/1.1 200 ')
+    assert answer.endswith(b'\r\n\r\nok')
+
+
 def _failure(response: http.HTTPResponse) -> http.Failure:
     """How the engine classifies the first attempt's exception."""
     exception = response.records[0].exception
@@ -594,9 +670,46 @@ def test_fake_upstream(fake_upstream):
 '''
 
 
-def run_pytest(directory: pathlib.Path,
-               *options: str) -> subprocess.CompletedProcess[str]:
-    (directory / 'test_plugin.py').write_text(textwrap.dedent(PLUGIN_TEST))
+# the first test leaves its upstream running, with a connection open; the
+# second proves that the fixture's teardown closed both
+LEFT_RUNNING_TEST = '''
+import asyncio
+import socket
+
+import pytest
+
+LEFT = {}
+
+
+def test_starts_and_forgets_to_stop(fake_upstream):
+    async def scenario():
+        await fake_upstream.start()
+        fake_upstream.reply('GET', '/a', 200, 'ok')
+        port = int(fake_upstream.url().rsplit(':', 1)[1])
+        sock = socket.create_connection(('127.0.0.1', port), timeout=5)
+        sock.sendall(b'GET /a HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n')
+        head = await asyncio.get_running_loop().run_in_executor(
+            None, sock.recv, 65536)
+        LEFT.update(port=port, sock=sock, head=head)
+
+    asyncio.run(scenario())
+    assert LEFT['head'].startswith(b'HTTP/1.1 200 ')
+
+
+def test_teardown_closed_the_port_and_the_connection():
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(('127.0.0.1', LEFT['port']), timeout=5)
+    sock = LEFT['sock']
+    with sock:
+        while sock.recv(65536):  # the rest of the answer, then the end
+            pass
+'''
+
+
+def run_pytest(directory: pathlib.Path, *options: str,
+               source: str = PLUGIN_TEST
+               ) -> subprocess.CompletedProcess[str]:
+    (directory / 'test_plugin.py').write_text(textwrap.dedent(source))
     return subprocess.run(
         [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
          '-W', 'error', *options, 'test_plugin.py'],
@@ -609,6 +722,15 @@ def test_fixtures_need_no_conftest(tmp_path: pathlib.Path) -> None:
     has no conftest.py."""
     result = run_pytest(tmp_path)
     assert not list(tmp_path.glob('conftest.py'))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '2 passed' in result.stdout
+
+
+def test_fake_upstream_fixture_stops_what_the_test_left_running(
+        tmp_path: pathlib.Path) -> None:
+    """A test that starts the fake_upstream fixture and never stops it
+    leaves neither its port listening nor its connections open."""
+    result = run_pytest(tmp_path, source=LEFT_RUNNING_TEST)
     assert result.returncode == 0, result.stdout + result.stderr
     assert '2 passed' in result.stdout
 

@@ -83,10 +83,13 @@ class Client(HTTPClientMixin):
 
     **Closing**: a client sends with its own
     :class:`~tornado.httpclient.AsyncHTTPClient` (one per IOLoop, created on
-    first use, sized by ``HTTP_MAX_CLIENTS`` like the mixin's).
+    first use, sized by ``HTTP_MAX_CLIENTS`` like the mixin's; the one of
+    an event loop that was closed, as ``asyncio.run()`` closes its loop,
+    is closed and dropped the next time the client sends).
     :meth:`close` releases it, ``async with`` closes the client on the way
     out, and :func:`close_all` closes every open client at application
-    shutdown.  A closed client raises :exc:`RuntimeError` when used.
+    shutdown.  A closed client raises :exc:`RuntimeError` when used,
+    :meth:`~HTTPClientMixin.http_fetch` included.
 
     :param base_url: an ``http`` or ``https`` URL with a host, and without
         a query or fragment
@@ -98,8 +101,11 @@ class Client(HTTPClientMixin):
         does
     :param fetch_defaults: default keyword arguments for every request
     :raises ValueError: for a `base_url` that is not an absolute http(s)
-        URL, or that has a query or fragment
-    :raises TypeError: for a `retry_policy` that is not a
+        URL, or that has a query or fragment, or for a header name or
+        value HTTP cannot carry (a space in a name, a line break or a
+        non-Latin-1 character in a value), naming the header
+    :raises TypeError: for `headers` that is not a mapping, a header
+        name that is not a :class:`str`, a `retry_policy` that is not a
         :class:`RetryPolicy`, or a fetch default that neither
         :meth:`~HTTPClientMixin.http_fetch` nor
         :class:`~tornado.httpclient.HTTPRequest` takes
@@ -222,7 +228,8 @@ class Client(HTTPClientMixin):
             fetch defaults
         :raises RuntimeError: when the client is closed, or for
             ``raise_error``
-        :raises ValueError: for a `path` on another origin, and as
+        :raises ValueError: for a `path` on another origin, for a header
+            name or value HTTP cannot carry (naming the header), and as
             :meth:`HTTPClientMixin.http_fetch` raises
         :raises TypeError: for an unknown keyword argument, and as
             :meth:`HTTPClientMixin.http_fetch` raises
@@ -248,6 +255,19 @@ class Client(HTTPClientMixin):
             self._in_flight -= 1
             if self._closed and not self._in_flight:
                 self._release()
+
+    async def http_fetch(self, url: typing.Any, *args: typing.Any,
+                         **kwargs: typing.Any) -> HTTPResponse:
+        """:meth:`HTTPClientMixin.http_fetch`, unchanged, once the client
+        is checked to be open: `url` is sent as it is, without the base
+        URL, the client's headers or its fetch defaults, with the
+        mixin's shared :class:`~tornado.httpclient.AsyncHTTPClient`.
+
+        :raises RuntimeError: when the client is closed
+
+        """
+        self._check_open()
+        return await super().http_fetch(url, *args, **kwargs)
 
     async def get(self, path: str = '', **kwargs: typing.Any
                   ) -> HTTPResponse:
@@ -295,8 +315,13 @@ class Client(HTTPClientMixin):
             raise RuntimeError(f'{self!r} is closed: create a new Client')
 
     def _http_client(self) -> httpclient.AsyncHTTPClient:
-        """Return this client's AsyncHTTPClient for the current IOLoop."""
+        """Return this client's AsyncHTTPClient for the current IOLoop,
+        after closing the ones of closed loops: each refers to its IOLoop,
+        so the weak keys alone would never let them go."""
         loop = ioloop.IOLoop.current()
+        for closed in [known for known in self._http_clients
+                       if known is not loop and _is_closed(known)]:
+            self._http_clients.pop(closed).close()
         client = self._http_clients.get(loop)
         if client is None:
             max_clients = _client.max_clients_from_environment()
@@ -312,6 +337,12 @@ class Client(HTTPClientMixin):
         self._http_clients.clear()
         for client in clients:
             client.close()
+
+
+def _is_closed(loop: ioloop.IOLoop) -> bool:
+    """Whether the asyncio loop under `loop` is closed."""
+    asyncio_loop = getattr(loop, 'asyncio_loop', None)
+    return asyncio_loop is not None and bool(asyncio_loop.is_closed())
 
 
 def close_all() -> int:
@@ -381,11 +412,19 @@ def _merge_headers(
              else headers.items())
     replaced: typing.Set[str] = set()
     for name, value in items:
+        if not isinstance(name, str):
+            raise TypeError(f'header names must be str, got {name!r}')
         key = name.lower()
         if key not in replaced:
             replaced.add(key)
             if name in merged:
                 del merged[name]
         if value is not None:
-            merged.add(name, value if isinstance(value, str) else str(value))
+            text = value if isinstance(value, str) else str(value)
+            try:
+                merged.add(name, text)
+            except httputil.HTTPInputError as error:
+                raise ValueError(
+                    f'header {name!r}: {error} (a name is a token without '
+                    'spaces; a value is one line of Latin-1 text)') from None
     return merged

@@ -29,7 +29,7 @@ import types
 import typing
 import urllib.parse
 
-from tornado import httpserver, httputil, netutil, routing, web
+from tornado import httpserver, httputil, iostream, netutil, routing, web
 
 from sprockets.mixins.http import HTTPClientMixin, _content
 
@@ -50,6 +50,12 @@ HeadersArg = typing.Union[typing.Mapping[str, str],
                           typing.Iterable[typing.Tuple[str, str]], None]
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+
+# an HTTP method is a token (RFC 9110, section 9.1)
+_METHOD = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+# what a request line cannot carry as it is: controls and space
+_UNSENDABLE = re.compile(r'[\x00-\x20\x7f]')
 
 
 @contextlib.contextmanager
@@ -184,7 +190,11 @@ class FakeUpstream:
     :class:`~tornado.testing.AsyncHTTPTestCase` with :meth:`handlers`.
 
     Paths are matched exactly as sent (percent-encoding included), without
-    the query string; methods without regard to case.
+    the query string, except that non-ASCII characters are percent-encoded
+    as UTF-8 on both sides: a reply queued for ``/café`` answers
+    ``/caf%C3%A9``, and a request sent with raw UTF-8 is recorded
+    percent-encoded.  Methods are matched without regard to case; any
+    method token is answered, ``PROPFIND`` as well as ``GET``.
 
     .. versionadded:: 3.0
 
@@ -196,7 +206,8 @@ class FakeUpstream:
         self._queues: typing.Dict[typing.Tuple[str, str],
                                   typing.List[_Reply]] = {}
         self._default: typing.Optional[_Reply] = None
-        self._server: typing.Optional[httpserver.HTTPServer] = None
+        self._server: typing.Optional[_TrackingServer] = None
+        self._loop: typing.Optional[asyncio.AbstractEventLoop] = None
         self._url: typing.Optional[str] = None
         self._waiters: typing.Set[asyncio.Future[bool]] = set()
 
@@ -213,35 +224,49 @@ class FakeUpstream:
               times: int = 1) -> FakeUpstream:
         """Queue a reply to `method` `path`.
 
-        :param method: the request method to answer
-        :param path: the request path to answer, starting with ``/``
-        :param status: the response status
+        :param method: the request method to answer, any method token
+        :param path: the request path to answer, starting with ``/``;
+            non-ASCII characters are percent-encoded as UTF-8
+        :param status: the response status, from 200 to 599 (a 1xx is not
+            a final answer)
         :param body: the response body.  :class:`dict`, :class:`list` and
             :class:`tuple` are encoded by `content_type` (JSON when it is
             :data:`None`; ``application/msgpack`` for msgpack);
             :class:`str` is sent as UTF-8 (``text/plain`` when
             `content_type` is :data:`None`); :class:`bytes` as they are
-            (``application/octet-stream``); :data:`None` sends no body
-        :param content_type: the Content-Type of `body`
+            (``application/octet-stream``); :data:`None` sends no body.
+            A HEAD request gets the Content-Length of the body, without
+            the body, as a real server answers HEAD.
+        :param content_type: the Content-Type of `body`; when it is
+            :data:`None`, a Content-Type in `headers` is used to encode
+            `body`
         :param headers: response headers, a mapping or ``(name, value)``
             pairs (use pairs to repeat a header)
         :param delay: seconds to wait before answering; the server waits,
             so a client's request timeout shorter than this times out
         :param times: how many requests get this reply
         :returns: the upstream, so that calls can be chained
-        :raises ValueError: for an invalid status, path, delay or `times`,
-            or a body with 204 or 304
+        :raises ValueError: for an invalid method, status, path, delay or
+            `times`, or a body with 204 or 304
         :raises TypeError: for a body that cannot be encoded
 
         """
-        if (isinstance(status, bool) or not isinstance(status, int)
-                or not 100 <= status <= 599):
+        if isinstance(status, int) and not isinstance(status, bool) and (
+                100 <= status < 200):
             raise ValueError(
-                f'status must be an int from 100 to 599, got {status!r}')
-        if body is not None and (status < 200 or status in _NO_BODY_STATUSES):
+                f'status {status} is informational: a 1xx cannot be the '
+                'final answer to a request; use a status from 200 to 599')
+        if (isinstance(status, bool) or not isinstance(status, int)
+                or not 200 <= status <= 599):
+            raise ValueError(
+                f'status must be an int from 200 to 599, got {status!r}')
+        if body is not None and status in _NO_BODY_STATUSES:
             raise ValueError(f'a {status} response cannot have a body')
-        encoded, body_type = _encode(body, content_type)
         pairs = _header_pairs(headers)
+        if content_type is None:
+            content_type = next((value for name, value in pairs
+                                 if name.lower() == 'content-type'), None)
+        encoded, body_type = _encode(body, content_type)
         if body_type and not any(name.lower() == 'content-type'
                                  for name, _ in pairs):
             pairs = (('Content-Type', body_type), *pairs)
@@ -290,14 +315,21 @@ class FakeUpstream:
 
     def _queue(self, method: str, path: str, reply: _Reply,
                times: int) -> FakeUpstream:
+        if not isinstance(method, str) or not _METHOD.match(method):
+            raise ValueError(f'method must be an HTTP method token, got '
+                             f'{method!r}')
         if not isinstance(path, str) or not path.startswith('/'):
             raise ValueError(f'path must start with /, got {path!r}')
         if '?' in path:
             raise ValueError(f'path must not have a query, got {path!r}')
+        if _UNSENDABLE.search(path):
+            raise ValueError(f'path cannot have spaces or control '
+                             f'characters (percent-encode them), got '
+                             f'{path!r}')
         if (isinstance(times, bool) or not isinstance(times, int)
                 or times < 1):
             raise ValueError(f'times must be an int >= 1, got {times!r}')
-        key = (method.upper(), path)
+        key = (method.upper(), _quote_non_ascii(path.encode('utf-8')))
         self._queues.setdefault(key, []).extend([reply] * times)
         return self
 
@@ -318,6 +350,8 @@ class FakeUpstream:
                      ) -> typing.List[RecordedRequest]:
         """Return the recorded requests with `method` and `path`, in order;
         :data:`None` matches any."""
+        if path is not None:
+            path = _quote_non_ascii(path.encode('utf-8'))
         return [request for request in self.requests
                 if (method is None or request.method == method.upper())
                 and (path is None or request.path == path)]
@@ -412,6 +446,7 @@ class FakeUpstream:
         """
         if self._server is not None:
             raise RuntimeError(f'{self!r} is running already')
+        self._loop = asyncio.get_running_loop()
         self._server, self._url = _listen(web.Application(
             self.handlers(), log_function=_no_log))
         return self
@@ -426,6 +461,21 @@ class FakeUpstream:
             server.stop()
             await server.close_all_connections()
 
+    def _stop_now(self) -> None:
+        """Stop without an event loop running, as a fixture's teardown
+        does: through the upstream's own loop when it is still open, else
+        by closing the listening sockets and the connections' sockets."""
+        server, loop = self._server, self._loop
+        if server is None or loop is None:
+            return
+        if not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(self.stop())
+            return
+        self._server = self._url = None
+        server.stop()  # closes the listening sockets
+        if loop.is_closed():  # nothing runs on it: close the sockets
+            server.close_streams_now()
+
     async def __aenter__(self) -> FakeUpstream:
         return await self.start()
 
@@ -436,11 +486,20 @@ class FakeUpstream:
         await self.stop()
 
 
-class _UpstreamHandler(web.RequestHandler):
-    """Answers every request with the upstream's next reply."""
+class _AnyMethod(typing.Tuple[str, ...]):
+    """SUPPORTED_METHODS that holds every method token."""
 
-    SUPPORTED_METHODS = ('GET', 'HEAD', 'POST', 'DELETE', 'PATCH', 'PUT',
-                         'OPTIONS')
+    def __contains__(self, method: object) -> bool:
+        return isinstance(method, str) and bool(_METHOD.match(method))
+
+
+class _UpstreamHandler(web.RequestHandler):
+    """Answers every request, whatever its method, with the upstream's
+    next reply: the answer is given in :meth:`prepare`, which finishes the
+    request, so that no per-method handler method is needed."""
+
+    SUPPORTED_METHODS = _AnyMethod(('GET', 'HEAD', 'POST', 'DELETE',
+                                    'PATCH', 'PUT', 'OPTIONS'))
 
     def initialize(self, upstream: FakeUpstream, prefix: str) -> None:
         self.upstream = upstream
@@ -448,16 +507,24 @@ class _UpstreamHandler(web.RequestHandler):
         self.gone = False
         self.waiter: typing.Optional[asyncio.Future[bool]] = None
 
-    async def _answer(self) -> None:
+    async def prepare(self) -> None:
+        if await self._answer():
+            self.finish()
+
+    async def _answer(self) -> bool:
+        """Answer the request; :data:`False` when the connection was
+        closed instead."""
         request = self.request
-        path = request.path[len(self.prefix):]
+        # tornado decodes the request line as latin-1: back to the bytes
+        path = _quote_non_ascii(
+            request.path[len(self.prefix):].encode('latin-1'))
         self.upstream.requests.append(_record(request, path))
         reply = self.upstream._next_reply((request.method or 'GET').upper(),
                                           path)
         if (reply.delay and await self._wait(reply.delay)) or self.gone:
             # the client went away, or the upstream stopped, while waiting
             self.detach().close()
-            return
+            return False
         if reply.disconnect:
             stream = self.detach()
             if stream.socket is not None:  # None: the client left first
@@ -466,13 +533,19 @@ class _UpstreamHandler(web.RequestHandler):
                                          socket.SO_LINGER,
                                          struct.pack('ii', 1, 0))
             stream.close()
-            return
+            return False
         self.set_status(reply.status)
         self.clear_header('Content-Type')
         for name, value in reply.headers:
             self.add_header(name, value)
-        if reply.body and request.method != 'HEAD':
+        if request.method == 'HEAD':
+            # the length a GET would get, without the body
+            if reply.body and not any(name.lower() == 'content-length'
+                                      for name, _ in reply.headers):
+                self.set_header('Content-Length', len(reply.body))
+        elif reply.body:
             self.write(reply.body)
+        return True
 
     async def _wait(self, delay: float) -> bool:
         """Wait `delay` seconds; :data:`True` when cut short."""
@@ -492,12 +565,16 @@ class _UpstreamHandler(web.RequestHandler):
         if self.waiter is not None:
             _resolve(self.waiter, True)
 
-    get = head = post = delete = patch = put = options = _answer
-
 
 def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
     if not waiter.done():
         waiter.set_result(value)
+
+
+def _quote_non_ascii(path: bytes) -> str:
+    """Percent-encode the bytes of `path` that are not ASCII."""
+    return ''.join(chr(byte) if byte < 0x80 else f'%{byte:02X}'
+                   for byte in path)
 
 
 def _record(request: httputil.HTTPServerRequest,
@@ -551,11 +628,34 @@ def _no_log(handler: web.RequestHandler) -> None:
     """The fake upstream's requests stay out of the test's logs."""
 
 
+class _TrackingServer(httpserver.HTTPServer):
+    """An HTTPServer that can close its connections without a loop."""
+
+    def initialize(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        super().initialize(*args, **kwargs)
+        self._streams: typing.Set[iostream.IOStream] = set()
+
+    def handle_stream(self, stream: iostream.IOStream,
+                      address: typing.Tuple[typing.Any, ...]) -> None:
+        self._streams = {known for known in self._streams
+                         if not known.closed()}
+        self._streams.add(stream)
+        super().handle_stream(stream, address)
+
+    def close_streams_now(self) -> None:
+        """Close the sockets of the open connections, for a server whose
+        event loop is closed (IOStream.close needs a loop)."""
+        streams, self._streams = self._streams, set()
+        for stream in streams:
+            if not stream.closed() and stream.socket is not None:
+                stream.socket.close()
+
+
 def _listen(app: web.Application
-            ) -> typing.Tuple[httpserver.HTTPServer, str]:
+            ) -> typing.Tuple[_TrackingServer, str]:
     sockets = netutil.bind_sockets(0, '127.0.0.1')
     port = sockets[0].getsockname()[1]
-    server = httpserver.HTTPServer(app)
+    server = _TrackingServer(app)
     server.add_sockets(sockets)
     return server, f'http://127.0.0.1:{port}'
 
@@ -592,7 +692,11 @@ if pytest is not None:
             yield delays
 
     @pytest.fixture(name='fake_upstream')
-    def _fake_upstream_fixture() -> FakeUpstream:
+    def _fake_upstream_fixture() -> typing.Iterator[FakeUpstream]:
         """A fresh :class:`FakeUpstream`, not started: start it in the
-        test's event loop with ``async with fake_upstream:``."""
-        return FakeUpstream()
+        test's event loop with ``async with fake_upstream:``.  One still
+        running when the test ends is stopped: its port and connections
+        are closed."""
+        upstream = FakeUpstream()
+        yield upstream
+        upstream._stop_now()
