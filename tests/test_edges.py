@@ -311,3 +311,14 @@ def test_sized_clients_of_closed_loops_are_dropped(
     for _ in range(5):
         asyncio.run(once())
     assert len(_client._sized_clients) <= 1
+
+
+@pytest.mark.parametrize('headers', [{'X-Note': 'a\r\nInjected: 1'},
+                                     {'bad name': 'x'}])
+def test_unsendable_request_header_is_a_value_error(
+        headers: typing.Dict[str, str]) -> None:
+    """A header tornado refuses raises ValueError naming it, before
+    anything is sent (no header injection)."""
+    with pytest.raises(ValueError, match='request header'):
+        asyncio.run(http.HTTPClientMixin().http_fetch(
+            'http://127.0.0.1:9/', request_headers=headers))

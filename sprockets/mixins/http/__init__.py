@@ -199,7 +199,8 @@ class HTTPClientMixin:
         :raises ValueError: for a dict, list or tuple body with a content
             type that cannot carry it
             (:class:`UnsupportedContentType`), an invalid policy value, or a
-            body with GET or HEAD
+            body with GET or HEAD, or a request header that cannot be sent
+            (a CR or LF in its value, a name that is not a token)
 
         .. versionchanged:: 3.0
            Added `retry_policy`, `deadline` and `params`.
@@ -537,14 +538,17 @@ def _copy_headers(headers: typing.Optional[typing.Mapping[str, str]]
                   ) -> httputil.HTTPHeaders:
     if headers is None:
         return httputil.HTTPHeaders()
-    if isinstance(headers, httputil.HTTPHeaders):
-        return headers.copy()
     if not isinstance(headers, typing.Mapping):
         raise TypeError('request_headers must be a mapping, got '
                         f'{type(headers).__name__}')
     copied = httputil.HTTPHeaders()
-    for name, value in headers.items():
-        copied[name] = value if isinstance(value, str) else str(value)
+    items = (headers.get_all() if isinstance(headers, httputil.HTTPHeaders)
+             else headers.items())
+    for name, value in items:
+        try:  # tornado checks names and values as they are added
+            copied.add(name, value if isinstance(value, str) else str(value))
+        except httputil.HTTPInputError as error:  # CR, LF, a bad name
+            raise ValueError(f'request header {name!r}: {error}') from None
     return copied
 
 
