@@ -280,7 +280,6 @@ class TestEdgesCurl(EdgeCases):
     implementation = support.CURL
 
 
-
 class PlainHandler(web.RequestHandler):
     def get(self) -> None:
         self.write('ok')
