@@ -193,11 +193,6 @@ def _form_encode(value: typing.Any) -> bytes:
     return urllib.parse.urlencode(items, doseq=True).encode('ascii')
 
 
-FileField = typing.Union[
-    typing.Tuple[str, typing.Union[str, bytes]],
-    typing.Tuple[str, typing.Union[str, bytes], str]]
-
-
 def _multipart_encode(fields: typing.Any, boundary: str) -> bytes:
     """Encode `fields` as ``multipart/form-data``, the way Hip's ``fields``
     work: a value is a string or bytes, or a ``(filename, data)`` or

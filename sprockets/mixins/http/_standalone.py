@@ -365,15 +365,12 @@ def close_all() -> int:
 
 
 def _parse_base_url(base_url: str) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(base_url)
     shown = _client.redact_url(base_url)
-    if parts.scheme.lower() not in ('http', 'https') or not parts.hostname:
+    problem = _client.url_problem(base_url)  # what the engine would refuse
+    if problem is not None:
         raise ValueError('base_url must be an http or https URL with a '
-                         f'host, got {shown!r}')
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port when asked
-    except ValueError:
-        raise ValueError(f'base_url has an invalid port: {shown!r}') from None
+                         f'host: {problem}, got {shown!r}')
+    parts = urllib.parse.urlsplit(base_url)
     if parts.query or parts.fragment or base_url.endswith(('?', '#')):
         raise ValueError('base_url cannot have a query or fragment (pass '
                          f'params= with each request), got {shown!r}')
