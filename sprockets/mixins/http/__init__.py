@@ -332,6 +332,21 @@ class HTTPClientMixin:
             changes['deadline'] = deadline
         return policy.replace(**changes) if changes else policy
 
+    def _http_req_retry_budget(
+            self, policy: RetryPolicy) -> typing.Optional[RetryBudget]:
+        """Return the :class:`RetryBudget` one call draws its retries
+        from, or :data:`None` for no budget.
+
+        The default is the policy's
+        :attr:`~RetryPolicy.retry_budget`.  The testing kit's
+        :func:`~sprockets.mixins.http.testing.instant_retries` replaces it
+        so that tests cannot drain each other's budget.
+
+        .. versionadded:: 3.0
+
+        """
+        return policy.retry_budget
+
     def _http_req_apply_default_headers(
             self, request_headers: typing.Optional[typing.Mapping[str, str]],
             content_type: _ContentTypeArg,

@@ -273,7 +273,7 @@ async def run(owner: HTTPClientMixin, call: Call,
 
     """
     policy = call.policy
-    budget = policy.retry_budget
+    budget = owner._http_req_retry_budget(policy)
     key = upstream(call.url)
     clock = owner._http_req_clock
     started = clock()
