@@ -203,11 +203,12 @@ def test_closed_client_refuses_requests() -> None:
         asyncio.run(client.get('users'))
 
 
-BAD_HEADERS = [
-    ({'X-Price': '10 €'}, "header 'X-Price': Invalid header value"),
-    ({'bad name': 'x'}, "header 'bad name': Invalid header name"),
-    ({'X-Split': 'a\nb'}, "header 'X-Split': Invalid header value"),
-    ({'': 'x'}, "header '': Invalid header name"),
+BAD_HEADERS = [  # the messages of the one validation layer, _checks
+    ({'X-Price': '10 €'},
+     "header 'X-Price' has a character Latin-1 cannot encode"),
+    ({'bad name': 'x'}, "header name 'bad name' is not a token"),
+    ({'X-Split': 'a\nb'}, "header 'X-Split' has a control character"),
+    ({'': 'x'}, "header name '' is not a token"),
 ]
 
 
@@ -657,8 +658,8 @@ class ClientCases(support.ServerTestCase):
         response = await client.get('flaky')
         echo = await client.get('echo')
         self.assertEqual(events[:8], [
-            ('attempt', 1, 503), ('sleep', 0.5), ('retry', 2),
-            ('attempt', 2, 503), ('sleep', 1.0), ('retry', 3),
+            ('attempt', 1, 503), ('sleep', 0.5), ('retry', 1),
+            ('attempt', 2, 503), ('sleep', 1.0), ('retry', 2),
             ('attempt', 3, 200), ('complete', 200)])
         self.assertTrue(response.ok)
         self.assertEqual(echo.body['headers']['User-Agent'], ['hooked/1.0'])

@@ -29,10 +29,14 @@ FORM = 'application/x-www-form-urlencoded'
 
 
 def encode(value: typing.Any, content_type: str) -> bytes:
-    """serialize() a dict or list: always bytes."""
+    """serialize() a dict or list (JSON to str, as 2.x did; the rest to
+    bytes), then encode_body() it to what is sent."""
     data = serialize(value, content_type)
-    assert isinstance(data, bytes)
-    return data
+    assert isinstance(data, str if codec_for(content_type) == 'json'
+                      else bytes)
+    encoded = _content.encode_body(data, content_type)
+    assert isinstance(encoded, bytes)
+    return encoded
 
 
 # -- codec_for -------------------------------------------------------------
@@ -96,18 +100,20 @@ def test_tuple_is_an_array(content_type: str) -> None:
 
 
 @pytest.mark.parametrize('content_type, expected', [
-    (JSON, b'{}'), (MSGPACK, b'\x80'),
+    (JSON, '{}'), (MSGPACK, b'\x80'),
 ])
 def test_empty_dict_is_serialized(content_type: str,
-                                  expected: bytes) -> None:
+                                  expected: typing.Union[str, bytes]) -> None:
     """An empty dict is serialized, not dropped."""
     assert serialize({}, content_type) == expected
 
 
 def test_json_is_compact_utf8() -> None:
-    """JSON is written compactly, with non-ASCII text as UTF-8."""
-    assert serialize({'a': ['caf\u00e9']}, JSON) == (
-        '{"a":["caf\u00e9"]}'.encode())
+    """JSON is written compactly, non-ASCII text as it is, and sent as
+    UTF-8."""
+    text = serialize({'a': ['caf\u00e9']}, JSON)
+    assert text == '{"a":["caf\u00e9"]}'
+    assert _content.encode_body(text, JSON) == text.encode()
 
 
 def test_msgpack_keeps_binary_values_binary() -> None:

@@ -276,12 +276,13 @@ class EngineCases(support.ServerTestCase):
 
     @testing.gen_test
     async def test_retry_after_negative(self) -> None:
-        """A negative Retry-After means retry at once."""
+        """A negative Retry-After is not delta-seconds (RFC 9110: digits
+        only): it is ignored and the backoff is used."""
         client = support.RecordingClient()
         response = await client.http_fetch(
             self.get_url('/limited/negative'), retry_policy=EXACT)
-        self.assertEqual(client.delays, [0.0])
-        self.assertEqual(response.records[0].delay_reason, 'retry-after')
+        self.assertEqual(client.delays, [3.0])
+        self.assertEqual(response.records[0].delay_reason, 'backoff')
         self.assertTrue(response.ok)
 
     @testing.gen_test

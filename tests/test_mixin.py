@@ -497,17 +497,17 @@ class MixinCases(support.ServerTestCase):
              ({'X-Caller': 'yes'}, 'application/json', {'key': 'value'})),
             ('user_agent', ()),
             ('body_serialize', ({'key': 'value'}, 'application/json')),
-            ('modify_for_retry', (1, 2, url, None, b'serialized-by-hook')),
-            ('modify_for_retry', (2, 3, f'{url}?attempt=2', 'nonce-2',
-                                  b'retry-body-2')),
+            ('modify_for_retry', (1, 1, url, None, b'serialized-by-hook')),
+            ('modify_for_retry', (2, 2, f'{url}?attempt=1', 'nonce-1',
+                                  b'retry-body-1')),
         ])
         sent = self.log['/flaky']
         self.assertEqual([r.uri for r in sent],
-                         ['/flaky', '/flaky?attempt=2', '/flaky?attempt=3'])
+                         ['/flaky', '/flaky?attempt=1', '/flaky?attempt=2'])
         self.assertEqual([r.body for r in sent], [
-            b'serialized-by-hook', b'retry-body-2', b'retry-body-3'])
+            b'serialized-by-hook', b'retry-body-1', b'retry-body-2'])
         self.assertEqual([r.headers.get('X-Nonce') for r in sent],
-                         [None, 'nonce-2', 'nonce-3'])
+                         [None, 'nonce-1', 'nonce-2'])
         self.assertEqual({r.headers['X-Default-Hook'] for r in sent},
                          {'applied'})
         self.assertEqual({r.headers['User-Agent'] for r in sent},
@@ -788,7 +788,7 @@ class MixinCases(support.ServerTestCase):
         sock.close()
         response = await support.RecordingClient().http_fetch(
             f'http://127.0.0.1:{port}/', max_http_attempts=1)
-        self.assertEqual(dict(response.headers), {})
+        self.assertIsNone(response.headers)  # 2.x: None, not {}
         self.assertIsNone(response.links)
         self.assertIsNone(response.raw)
         self.assertEqual(len(response), 1)

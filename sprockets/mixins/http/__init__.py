@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import time
 import typing
 import uuid
@@ -19,7 +20,7 @@ import uuid
 from ietfparse import datastructures
 from tornado import httputil
 
-from sprockets.mixins.http import _client, _content
+from sprockets.mixins.http import _checks, _client, _content
 from sprockets.mixins.http._content import (
     AVAILABLE_CONTENT_TYPES,
     CONTENT_TYPE_JSON,
@@ -206,10 +207,7 @@ class HTTPClientMixin:
            Added `retry_policy`, `deadline` and `params`.
 
         """
-        if 'raise_error' in kwargs:
-            raise RuntimeError(
-                'raise_error is not supported: http_fetch never raises for '
-                'an HTTP outcome, inspect HTTPResponse.ok instead')
+        _checks.refuse_raise_error(kwargs)
         response = HTTPResponse(self.simplify_error_response,
                                 clock=self._http_req_clock)
         call = self._http_req_prepare(
@@ -239,14 +237,20 @@ class HTTPClientMixin:
             deadline: typing.Optional[float],
             params: typing.Optional[typing.Mapping[str, typing.Any]],
             options: typing.Dict[str, typing.Any]) -> _client.Call:
-        """Validate and assemble one call; raises before anything is sent."""
-        url = str(url)
-        if params:  # a list or tuple value repeats the argument
-            url = httputil.url_concat(url, [
-                (name, item) for name, value in params.items()
-                for item in (value if isinstance(value, (list, tuple))
-                             else [value])])
-        verb = method.upper()
+        """Validate and assemble one call; raises before anything is sent.
+
+        Every argument goes through :mod:`._checks`, the one validation
+        layer, so that an odd value is a :exc:`TypeError` or
+        :exc:`ValueError` naming it, never a request sent as garbage nor a
+        failure recorded and retried.
+
+        """
+        url = _checks.url(url)
+        if params is not None:
+            pairs = _checks.params(params)
+            if pairs:
+                url = httputil.url_concat(url, pairs)
+        verb = _checks.method(method)
         if (body is not None and verb in _BODY_FORBIDDEN
                 and not allow_nonstandard_methods):
             raise ValueError(f'a {verb} request cannot have a body; pass '
@@ -254,23 +258,25 @@ class HTTPClientMixin:
         policy = self._http_req_retry_policy(
             retry_policy, max_http_attempts, retry_timeout, dont_retry,
             deadline)
-        content_type = str(content_type)
+        content_type = _checks.header_value(
+            'Content-Type', str(content_type), what='content_type')
         if (body is not None and _content.codec_for(content_type)
                 == _content.MULTIPART and 'boundary=' not in
                 content_type.lower()):
             content_type += f'; boundary={uuid.uuid4().hex}'
-        headers = self._http_req_apply_default_headers(
-            _copy_headers(request_headers), content_type, body)
-        if not isinstance(headers, httputil.HTTPHeaders):
-            headers = _copy_headers(headers)
+        headers = _copy_headers(self._http_req_apply_default_headers(
+            _copy_headers(request_headers), content_type, body))
         if user_agent is not None:
-            headers['User-Agent'] = user_agent
+            headers['User-Agent'] = _checks.header_value(
+                'User-Agent', user_agent, what='user_agent')
         if body is None:
             payload: typing.Union[bytes, str, None] = (
                 b'' if verb in _BODY_EXPECTED else None)
         else:
             payload = self._http_req_body_serialize(
                 body, headers.get('Content-Type', content_type))
+        # raises now for text its charset cannot carry
+        _content.encode_body(payload, headers.get('Content-Type'))
         if policy.idempotency_key and not policy.is_idempotent(verb,
                                                                  headers):
             headers['Idempotency-Key'] = str(uuid.uuid4())
@@ -286,17 +292,20 @@ class HTTPClientMixin:
             del headers['Accept-Encoding']
         options.update(
             follow_redirects=follow_redirects,
-            max_redirects=(self.MAX_REDIRECTS if max_redirects is None
-                           else max_redirects),
+            max_redirects=_checks.count(
+                'max_redirects' if max_redirects is not None
+                else 'MAX_REDIRECTS',
+                self.MAX_REDIRECTS if max_redirects is None
+                else max_redirects, minimum=0),
             auth_username=auth_username, auth_password=auth_password,
             validate_cert=validate_cert,
             allow_nonstandard_methods=allow_nonstandard_methods)
         return _client.Call(
-            url, verb, headers, payload, policy, deadline,
+            url, verb, headers, payload, policy, _deadline(deadline),
             _timeout('connect_timeout', connect_timeout,
-                     self.DEFAULT_CONNECT_TIMEOUT),
+                     'DEFAULT_CONNECT_TIMEOUT', self.DEFAULT_CONNECT_TIMEOUT),
             _timeout('request_timeout', request_timeout,
-                     self.DEFAULT_REQUEST_TIMEOUT),
+                     'DEFAULT_REQUEST_TIMEOUT', self.DEFAULT_REQUEST_TIMEOUT),
             options, decompress)
 
     def _http_req_retry_policy(
@@ -321,15 +330,18 @@ class HTTPClientMixin:
                 f'retry_policy must be a RetryPolicy, got {policy!r}')
         changes: typing.Dict[str, typing.Any] = {}
         if max_http_attempts is not None:
-            changes['max_attempts'] = max_http_attempts
+            changes['max_attempts'] = _checks.count('max_http_attempts',
+                                                    max_http_attempts)
         if retry_timeout is not None:
-            changes['retry_timeout'] = retry_timeout
+            changes['retry_timeout'] = _checks.seconds('retry_timeout',
+                                                       retry_timeout)
         if dont_retry:
             if isinstance(dont_retry, int):
                 dont_retry = [dont_retry]
             changes['dont_retry'] = policy.dont_retry | frozenset(dont_retry)
         if deadline is not None:
-            changes['deadline'] = deadline
+            changes['deadline'] = _checks.seconds(
+                'deadline', deadline, infinite=True, positive=True)
         return policy.replace(**changes) if changes else policy
 
     def _http_req_retry_budget(
@@ -451,23 +463,29 @@ class HTTPClientMixin:
 
     def _http_req_modify_for_retry(
             self, response: HTTPResponse, attempt: int, url: str,
-            headers: typing.MutableMapping[str, str], body: typing.Any
-    ) -> typing.Tuple[str, typing.MutableMapping[str, str], typing.Any]:
-        """Change the request before attempt number `attempt`.
+            headers: typing.Dict[str, str], body: typing.Any
+    ) -> typing.Tuple[str, typing.Mapping[str, str], typing.Any]:
+        """Change the request before it is sent again.
 
-        The default sets ``X-Retry-Attempt`` to `attempt`.  Override it for
-        protocols with one-time values such as an OAuth 1 nonce.
+        The default sets ``X-Retry-Attempt`` to ``attempt + 1``, the number
+        of the attempt about to be sent, as 2.x did.  Override it for
+        protocols with one-time values such as an OAuth 1 nonce.  What it
+        returns is checked as the call's own arguments are (a header value
+        with a line break raises :exc:`ValueError` before the retry is
+        sent).
 
         :param response: the response so far, with every attempt
-        :param attempt: the attempt about to be made (``2`` for the first
-            retry)
+        :param attempt: the 0-based index of the attempt about to be sent:
+            ``1`` before the first retry, as 2.x passed it
         :param url: the request URL
-        :param headers: the request headers (the package's own copy)
-        :param body: the serialized request body
+        :param headers: the request headers, a plain :class:`dict` that is
+            the package's own copy (the caller's mapping is never changed)
+        :param body: the request body as :meth:`_http_req_body_serialize`
+            returned it (a :class:`str` for JSON, as in 2.x)
         :returns: the URL, headers and body for the next attempt
 
         """
-        headers['X-Retry-Attempt'] = str(attempt)
+        headers['X-Retry-Attempt'] = str(attempt + 1)
         return url, headers, body
 
     async def _http_req_sleep(self, seconds: float) -> None:
@@ -514,13 +532,16 @@ class HTTPClientMixin:
 _policies: typing.Dict[typing.Tuple[int, float], RetryPolicy] = {}
 
 
-def _default_policy(max_attempts: int, retry_timeout: float) -> RetryPolicy:
-    """Return the policy built from class attributes, cached by value."""
-    key = (max_attempts, retry_timeout)
+def _default_policy(max_attempts: typing.Any,
+                    retry_timeout: typing.Any) -> RetryPolicy:
+    """Return the policy built from the class attributes, cached by value
+    once they are checked (``True`` is not ``1`` here)."""
+    key = (_checks.count('MAX_HTTP_RETRIES', max_attempts),
+           typing.cast(float, _checks.seconds('DEFAULT_RETRY_TIMEOUT',
+                                              retry_timeout)))
     policy = _policies.get(key)
     if policy is None:
-        policy = RetryPolicy(max_attempts=max_attempts,
-                             retry_timeout=retry_timeout)
+        policy = RetryPolicy(max_attempts=key[0], retry_timeout=key[1])
         if len(_policies) < 64:
             _policies[key] = policy
     return policy
@@ -536,34 +557,32 @@ def _package_decompresses(options: typing.Mapping[str, typing.Any]) -> bool:
             and options.get('streaming_callback') is None)
 
 
-def _timeout(name: str, value: typing.Optional[float],
+def _timeout(name: str, value: typing.Optional[float], attribute: str,
              default: float) -> float:
-    """Return the timeout in effect; ``0`` keeps tornado's meaning of no
-    limit, a negative or non-numeric value raises :exc:`ValueError`."""
+    """Return the timeout in effect: `value`, else the class attribute's
+    `default`.  ``0`` and infinity mean no limit (tornado's ``0``, on both
+    clients); anything else :func:`_checks.seconds` refuses raises."""
     if value is None:
-        value = default
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not value >= 0):
-        raise ValueError(f'{name} must be a number of seconds >= 0, '
-                         f'got {value!r}')
-    return float(value)
+        name, value = attribute, default
+    seconds = typing.cast(float, _checks.seconds(name, value, infinite=True))
+    return 0.0 if math.isinf(seconds) else seconds
 
 
-def _copy_headers(headers: typing.Optional[typing.Mapping[str, str]]
-                  ) -> httputil.HTTPHeaders:
-    if headers is None:
-        return httputil.HTTPHeaders()
-    if not isinstance(headers, typing.Mapping):
-        raise TypeError('request_headers must be a mapping, got '
-                        f'{type(headers).__name__}')
+def _deadline(value: typing.Optional[float]) -> typing.Optional[float]:
+    """Return the call's own deadline; infinity means none."""
+    seconds = _checks.seconds('deadline', value, allow_none=True,
+                              infinite=True, positive=True)
+    return None if seconds is None or math.isinf(seconds) else seconds
+
+
+def _copy_headers(headers: typing.Any) -> httputil.HTTPHeaders:
+    """Return a new HTTPHeaders of `headers` (a mapping or None), each
+    name and value checked by :func:`_checks.header_pairs` (bytes values
+    decoded as Latin-1)."""
     copied = httputil.HTTPHeaders()
-    items = (headers.get_all() if isinstance(headers, httputil.HTTPHeaders)
-             else headers.items())
-    for name, value in items:
-        try:  # tornado checks names and values as they are added
-            copied.add(name, value if isinstance(value, str) else str(value))
-        except httputil.HTTPInputError as error:  # CR, LF, a bad name
-            raise ValueError(f'request header {name!r}: {error}') from None
+    if headers is not None:
+        for name, value in _checks.header_pairs(headers):
+            copied.add(name, value)
     return copied
 
 

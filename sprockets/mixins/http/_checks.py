@@ -209,8 +209,7 @@ def url(value: typing.Any) -> str:
         raise TypeError(f'url must be a str, got {type(value).__name__}'
                         + (' (decode it first)' if value is not None
                            else ''))
-    elif (type(value).__str__ is object.__str__
-          and type(value).__repr__ is object.__repr__):
+    elif not _has_own_str(type(value)):
         raise TypeError(f'url must be a str or have a __str__ that gives '
                         f'one, got {type(value).__name__}')
     else:
@@ -230,6 +229,14 @@ def url(value: typing.Any) -> str:
             end = min(end, found)
     return (f'{scheme}://{rest[:end]}'
             f'{_percent_encode_unsafe(rest[end:])}')
+
+
+def _has_own_str(cls: type) -> bool:
+    """Whether str() of an instance of `cls` is more than object's
+    ``<Foo object at 0x…>``."""
+    own: object = cls.__str__
+    shown: object = cls.__repr__
+    return own is not object.__str__ or shown is not object.__repr__
 
 
 def _percent_encode_unsafe(text: str) -> str:

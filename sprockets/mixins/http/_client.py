@@ -22,7 +22,14 @@ import weakref
 
 from tornado import httpclient, httputil, ioloop, iostream
 
-from sprockets.mixins.http import _abort, _content, _otel, _response, _retry
+from sprockets.mixins.http import (
+    _abort,
+    _checks,
+    _content,
+    _otel,
+    _response,
+    _retry,
+)
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from sprockets.mixins.http import HTTPClientMixin
@@ -213,19 +220,25 @@ def max_clients_from_environment() -> typing.Optional[int]:
 def async_http_client() -> httpclient.AsyncHTTPClient:
     """Return the AsyncHTTPClient to send with.
 
-    The shared instance of the current IOLoop, unless ``HTTP_MAX_CLIENTS``
-    asks for a size that instance does not have: then an instance of the
-    configured implementation with that ``max_clients``, kept per IOLoop.
+    The shared instance of the current IOLoop.  ``HTTP_MAX_CLIENTS`` sets
+    that instance's ``max_clients`` with simple_httpclient, as 2.x did;
+    curl_httpclient cannot be resized, so a curl instance of that size is
+    made and kept per IOLoop instead.
 
     """
     max_clients = max_clients_from_environment()
+    shared = httpclient.AsyncHTTPClient()
     if max_clients is None:
-        return httpclient.AsyncHTTPClient()
-    shared = httpclient.AsyncHTTPClient(max_clients=max_clients)
-    if getattr(shared, 'max_clients', max_clients) == max_clients and (
-            type(shared).__name__ != 'CurlAsyncHTTPClient'
-            or len(getattr(shared, '_curls', ())) == max_clients):
         return shared
+    if type(shared).__name__ != 'CurlAsyncHTTPClient':
+        # simple_httpclient reads max_clients as it dequeues: set it on the
+        # shared instance itself, as 2.x did
+        if getattr(shared, 'max_clients', max_clients) != max_clients:
+            shared.max_clients = max_clients  # type: ignore[attr-defined]
+        return shared
+    if len(getattr(shared, '_curls', ())) == max_clients:
+        return shared
+    # curl's pool of handles cannot be resized: a sized instance per loop
     loop = ioloop.IOLoop.current()
     if loop not in _sized_clients:
         # each client refers to its IOLoop, so the weak keys never go:
@@ -282,7 +295,7 @@ async def run(owner: HTTPClientMixin, call: Call,
     headers: typing.MutableMapping[str, str] = call.headers
     url, body = call.url, call.body
     idempotent = policy.is_idempotent(call.method, headers)
-    deadline = call.deadline if call.deadline is not None else policy.deadline
+    deadline = _shorter(call.deadline, policy.deadline)
     if client is None:
         client = async_http_client()
     previous_delay: typing.Optional[float] = None
@@ -314,8 +327,13 @@ async def run(owner: HTTPClientMixin, call: Call,
             request_timeout=call.request_timeout or None,
             elapsed=now - started, deadline=deadline,
             previous_delay=previous_delay)
-        stop_reason = (_retry.StopReason.TOO_MANY_REDIRECTS
-                       if outcome.redirect_loop else decision.stop_reason)
+        if outcome.redirect_loop:
+            stop_reason = _retry.StopReason.TOO_MANY_REDIRECTS
+        elif outcome.redirect_error is not None:
+            # the same Location would come again: the redirect is the answer
+            stop_reason = _retry.StopReason.NOT_RETRYABLE
+        else:
+            stop_reason = decision.stop_reason
         if (stop_reason is None and sender.method_changed and not idempotent
                 and not policy.retry_non_idempotent):
             # the redirect says the server acted on the POST: sending it
@@ -336,6 +354,8 @@ async def run(owner: HTTPClientMixin, call: Call,
             break
         record.delay = decision.delay
         record.delay_reason = str(decision.delay_reason)
+        if outcome.redirect_error is not None:  # pragma: no cover
+            raise AssertionError('an invalid redirect is never retried')
         LOGGER.warning('%s %s attempt %i/%i: %s, retrying in %.3f s (%s)',
                        call.method, redact_url(url), attempt,
                        policy.max_attempts, record.outcome, decision.delay,
@@ -343,11 +363,44 @@ async def run(owner: HTTPClientMixin, call: Call,
         _call_hook(owner._http_req_on_attempt, response, record)
         previous_delay = decision.delay
         await owner._http_req_sleep(decision.delay)
-        url, headers, body = owner._http_req_modify_for_retry(
-            response, attempt + 1, url, headers, body)
+        url, headers, body = _modified_for_retry(owner, response, attempt,
+                                                 url, headers, body)
     response.finish(stop_reason)
     _call_hook(owner._http_req_on_complete, response)
     return response
+
+
+def _shorter(first: typing.Optional[float],
+             second: typing.Optional[float]) -> typing.Optional[float]:
+    """The shorter of two deadlines, either of which may be absent: a
+    policy hook's deadline caps the caller's, and the other way round."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return min(first, second)
+
+
+def _modified_for_retry(
+        owner: HTTPClientMixin, response: _response.HTTPResponse,
+        attempts: int, url: str, headers: typing.Mapping[str, str],
+        body: typing.Union[bytes, str, None]
+) -> typing.Tuple[str, httputil.HTTPHeaders, typing.Union[bytes, str, None]]:
+    """Ask the owner's ``_http_req_modify_for_retry`` for the next
+    attempt, with what 2.x passed it (the 0-based index of the attempt
+    about to be sent, a plain dict copy of the headers), and check what
+    it returns as the call's own arguments are checked."""
+    url, changed, body = owner._http_req_modify_for_retry(
+        response, attempts, url, dict(headers), body)
+    checked = httputil.HTTPHeaders()
+    for name, value in _checks.header_pairs(
+            changed, argument='the headers _http_req_modify_for_retry '
+            'returned'):
+        checked.add(name, value)
+    if body is not None and not isinstance(body, (bytes, str)):
+        raise TypeError('_http_req_modify_for_retry must return the body '
+                        f'as bytes, str or None, got {type(body).__name__}')
+    return _checks.url(url), checked, body
 
 
 def _call_hook(hook: typing.Callable[..., None], *args: typing.Any) -> None:
@@ -379,6 +432,8 @@ class _Outcome(typing.NamedTuple):
     failure: typing.Optional[_retry.Failure] = None
     retry_after: typing.Optional[float] = None
     redirect_loop: bool = False
+    #: why the redirect that is the response was not followed
+    redirect_error: typing.Optional[ValueError] = None
 
 
 class _Attempt:
@@ -410,12 +465,12 @@ class _Attempt:
             options['streaming_callback'] = self.chunks.append
         connect_timeout, request_timeout = timeouts
         self.request = httpclient.HTTPRequest(
-            url, method=call.method,
-            headers=(headers if isinstance(headers, (dict,
-                                                     httputil.HTTPHeaders))
-                     else dict(headers)),
-            body=body, connect_timeout=connect_timeout,
+            url, method=call.method, headers=httputil.HTTPHeaders(headers),
+            body=_content.encode_body(body, headers.get('Content-Type')),
+            connect_timeout=connect_timeout,
             request_timeout=request_timeout, **options)
+        #: why a redirect was not followed (its Location is unusable)
+        self.redirect_error: typing.Optional[ValueError] = None
 
     async def send(self, client: httpclient.AsyncHTTPClient,
                    span: _otel.NoSpan, owner: HTTPClientMixin,
@@ -442,6 +497,13 @@ class _Attempt:
         response._content_error = content_error
         record.status = result.code
         _log_warning_header(result)
+        if self.redirect_error is not None:
+            record.redirect_error = self.redirect_error
+            LOGGER.warning('Not following the %s redirect of %s %s: %s',
+                           result.code, self.request.method,
+                           redact_url(self.request.url), self.redirect_error)
+            return _Outcome(result.code, None, None,
+                            redirect_error=self.redirect_error)
         return _Outcome(result.code, None, _retry_after(result),
                         redirect_loop)
 
@@ -454,7 +516,11 @@ class _Attempt:
         :raises ValueError: for a URL that cannot be sent (never retried)
 
         """
-        request, hops = self.request, 0
+        # the headers as the engine built them (and OTel added to): tornado
+        # adds its own to the request's (Host, Content-Length), so the
+        # next hop of a redirect starts from these instead
+        request, headers, hops = (
+            self.request, httputil.HTTPHeaders(self.request.headers), 0)
         while True:
             problem = url_problem(request.url)
             if problem is not None:
@@ -466,10 +532,14 @@ class _Attempt:
                 return result, False
             if hops >= self.max_redirects:
                 return result, True
+            try:
+                following, headers = _redirected(request, headers, result)
+            except ValueError as error:  # an unusable Location
+                self.redirect_error = error
+                return result, False
             hops += 1
             if self.chunks:
                 self.chunks.clear()  # a hop's body is not the answer
-            following = _redirected(request, result)
             self.method_changed |= following.method != request.method
             request = following
             _otel.redirected(result.code, request.url)
@@ -482,20 +552,38 @@ class _Attempt:
 
 
 def _redirected(request: httpclient.HTTPRequest,
-                result: httpclient.HTTPResponse) -> httpclient.HTTPRequest:
-    """Return the request for the next hop of a redirect.
+                headers: httputil.HTTPHeaders,
+                result: httpclient.HTTPResponse
+                ) -> typing.Tuple[httpclient.HTTPRequest,
+                                  httputil.HTTPHeaders]:
+    """Return the request for the next hop of a redirect, and the headers
+    it was built from.
 
     303 (and 301 or 302 after a POST) turns into a body-less GET, as
-    browsers and tornado do.  Credentials are dropped when the target is
-    another origin: basic-auth, and every header that log lines redact
-    (Authorization, Proxy-Authorization, Cookie, and names with auth,
-    key, token, secret, password or session in them).
+    browsers and tornado do.  The next hop starts from the headers the
+    engine built for the attempt, not from the ones tornado filled in
+    (``Host``, ``Content-Length``), so that it carries its own ``Host``.
+    Credentials are dropped when the target is another origin: basic-auth,
+    ``Host``, and every header that log lines redact (Authorization,
+    Proxy-Authorization, Cookie, and names with auth, key, token, secret,
+    password or session in them).
+
+    :raises ValueError: when the ``Location`` is not a usable http(s) URL
 
     """
+    location = result.headers['Location']
+    try:
+        target = urllib.parse.urljoin(request.url, location)
+    except ValueError as error:  # "http://[::1"
+        raise ValueError(f'the Location {redact_url(location)!r} is not a '
+                         f'URL: {error}') from None
+    problem = url_problem(target)
+    if problem is not None:
+        raise ValueError(f'the Location {redact_url(location)!r} is not a '
+                         f'usable http(s) URL: {problem}')
     following = copy.copy(request)
-    following.url = urllib.parse.urljoin(request.url,
-                                         result.headers['Location'])
-    headers = httputil.HTTPHeaders(request.headers)
+    following.url = target
+    headers = httputil.HTTPHeaders(headers)
     if (result.code == 303 and request.method != 'HEAD') or (
             result.code in (301, 302) and request.method == 'POST'):
         following.method = 'GET'
@@ -504,12 +592,13 @@ def _redirected(request: httpclient.HTTPRequest,
                      'Content-Encoding', 'Transfer-Encoding'):
             headers.pop(name, None)
     if upstream(following.url) != upstream(request.url):
-        for name in [name for name in headers if _SECRET_NAME.search(name)]:
+        for name in [name for name in headers
+                     if _SECRET_NAME.search(name) or name == 'Host']:
             del headers[name]
         following.auth_username = following.auth_password = None
         following.auth_mode = None
-    following.headers = headers
-    return following
+    following.headers = httputil.HTTPHeaders(headers)
+    return following, headers
 
 
 def inflate(result: httpclient.HTTPResponse,
@@ -562,7 +651,20 @@ def _retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:
     return seconds
 
 
+# a response may carry thousands of Warning fields: one line, this many
+_WARNINGS_SHOWN = 10
+_WARNING_TEXT_MAX = 1000
+
+
 def _log_warning_header(result: httpclient.HTTPResponse) -> None:
-    for value in result.headers.get_list('Warning'):
-        LOGGER.warning('Warning header from %s: %s',
-                       redact_url(result.effective_url or ''), value)
+    """Log the response's Warning fields as one WARNING line, capped."""
+    values = result.headers.get_list('Warning')
+    if not values:
+        return
+    shown = '; '.join(values[:_WARNINGS_SHOWN])
+    if len(shown) > _WARNING_TEXT_MAX:
+        shown = shown[:_WARNING_TEXT_MAX] + '...'
+    more = len(values) - _WARNINGS_SHOWN
+    LOGGER.warning('Warning header from %s: %s%s',
+                   redact_url(result.effective_url or ''), shown,
+                   f' (and {more} more)' if more > 0 else '')

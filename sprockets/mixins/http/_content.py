@@ -13,12 +13,14 @@ deflate) always, ``br`` with the ``brotli`` extra, ``zstd`` with the
 """
 from __future__ import annotations
 
+import codecs
 import datetime
 import decimal
 import functools
 import importlib
 import json
 import mimetypes
+import re
 import typing
 import urllib.parse
 import uuid
@@ -172,13 +174,110 @@ _packer_options: typing.Dict[str, typing.Any] = {
 
 def dump_json(value: typing.Any) -> bytes:
     """Serialize `value` as compact UTF-8 JSON."""
-    return json.dumps(value, default=_json_default, separators=(',', ':'),
-                      ensure_ascii=False).encode('utf-8')
+    return json_text(value).encode('utf-8')
+
+
+# charsets that carry every character: JSON text need not escape any
+_UNICODE_CHARSETS = frozenset({'utf-8', 'utf-16', 'utf-16-be', 'utf-16-le',
+                               'utf-32', 'utf-32-be', 'utf-32-le'})
+
+
+def json_text(value: typing.Any, charset: typing.Optional[str] = None
+              ) -> str:
+    """Serialize `value` as compact JSON text.
+
+    Characters outside ASCII are written as they are for a Unicode
+    `charset` (or none), and as ``\\u`` escapes for any other, so that the
+    text always encodes in `charset`.
+
+    :raises ValueError: for NaN or an infinity (they are not JSON), or a
+        value nested deeper than the encoder goes
+    :raises TypeError: for a value that cannot be serialized
+
+    """
+    ensure_ascii = charset is not None and _codec_name(
+        charset) not in _UNICODE_CHARSETS
+    try:
+        return json.dumps(value, default=_json_default,
+                          separators=(',', ':'), ensure_ascii=ensure_ascii,
+                          allow_nan=False)
+    except RecursionError:
+        raise ValueError('cannot serialize the body as JSON: it is nested '
+                         'too deeply') from None
+    except ValueError as error:
+        if 'Out of range float' in str(error):
+            raise ValueError('cannot serialize NaN or an infinity in the '
+                             'body: they are not JSON') from None
+        raise
+
+
+def _codec_name(charset: str) -> str:
+    """The canonical Python codec name of `charset`.
+
+    :raises ValueError: for a charset Python does not know
+
+    """
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise ValueError(f'unknown charset {charset!r} in the '
+                         'Content-Type: the body cannot be encoded in it'
+                         ) from None
+
+
+def charset_of(content_type: typing.Union[str, datastructures.ContentType,
+                                          None]) -> typing.Optional[str]:
+    """The ``charset`` parameter of `content_type`, or :data:`None`."""
+    parsed = parse_content_type(content_type)
+    if parsed is None:
+        return None
+    charset: typing.Optional[str] = parsed.parameters.get('charset')
+    return charset or None
+
+
+def encode_body(body: typing.Union[bytes, str, None],
+                content_type: typing.Union[str, datastructures.ContentType,
+                                           None]
+                ) -> typing.Optional[bytes]:
+    """Return the bytes to send for a serialized `body`.
+
+    :class:`str` is encoded in the ``charset`` that `content_type` names,
+    UTF-8 when it names none (what tornado does with a str body);
+    :class:`bytes` and :data:`None` are returned as they are.
+
+    :raises ValueError: for a charset Python does not know, or text that
+        the charset cannot encode
+
+    """
+    if not isinstance(body, str):
+        return body
+    charset = charset_of(content_type)
+    if charset is None:
+        return body.encode('utf-8')
+    name = _codec_name(charset)
+    try:
+        return body.encode(name)
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f'the body has characters that charset {charset!r} cannot '
+            f'encode ({error.reason} at position {error.start}): name '
+            'another charset in the Content-Type, or pass bytes') from None
 
 
 def dump_msgpack(value: typing.Any) -> bytes:
-    """Serialize `value` as msgpack; binary values use the bin family."""
-    return typing.cast(bytes, msgpack.packb(value, **_packer_options))
+    """Serialize `value` as msgpack; binary values use the bin family.
+
+    :raises ValueError: for a value nested deeper than the packer goes
+    :raises TypeError: for a value that cannot be serialized
+
+    """
+    try:
+        return typing.cast(bytes, msgpack.packb(value, **_packer_options))
+    except ValueError as error:
+        if 'recursion limit' in str(error):
+            raise ValueError('cannot serialize the body as msgpack: it is '
+                             'nested too deeply') from None
+        raise
 
 
 def _form_encode(value: typing.Any) -> bytes:
@@ -201,7 +300,7 @@ def _multipart_encode(fields: typing.Any, boundary: str) -> bytes:
     delimiter = f'--{boundary}\r\n'.encode('ascii')
     parts: typing.List[bytes] = []
     for name, value in items:
-        disposition = f'form-data; name="{_quote(str(name))}"'
+        disposition = f'form-data; name="{_quote(name, "name", name)}"'
         content_type = None
         if isinstance(value, tuple):
             if len(value) not in (2, 3):
@@ -210,8 +309,10 @@ def _multipart_encode(fields: typing.Any, boundary: str) -> bytes:
                     f'(filename, data, content_type), got {len(value)} '
                     'items')
             filename, data = value[0], value[1]
-            disposition += f'; filename="{_quote(str(filename))}"'
-            content_type = (value[2] if len(value) == 3 else
+            disposition += (
+                f'; filename="{_quote(filename, "filename", name)}"')
+            content_type = (_quote(value[2], 'content type', name)
+                            if len(value) == 3 else
                             mimetypes.guess_type(str(filename))[0]
                             or 'application/octet-stream')
         else:
@@ -231,9 +332,22 @@ def _multipart_encode(fields: typing.Any, boundary: str) -> bytes:
     return b''.join(parts) + f'--{boundary}--\r\n'.encode('ascii')
 
 
-def _quote(value: str) -> str:
-    return value.replace('\\', '\\\\').replace('"', '\\"').replace(
-        '\r', '%0D').replace('\n', '%0A')
+# a part's header lines cannot carry these: they would end the line
+_LINE_BREAKING = re.compile(r'[\x00\r\n]')
+
+
+def _quote(value: typing.Any, what: str, field: typing.Any) -> str:
+    """Return `value` fit for a quoted part header parameter.
+
+    :raises ValueError: for a CR, LF or NUL, which would inject header
+        lines into the part
+
+    """
+    text = str(value)
+    if _LINE_BREAKING.search(text):
+        raise ValueError(f'multipart field {str(field)[:40]!r}: its {what} '
+                         'has a CR, LF or NUL character')
+    return text.replace('\\', '\\\\').replace('"', '\\"')
 
 
 def serialize(body: typing.Any,
@@ -244,13 +358,17 @@ def serialize(body: typing.Any,
     :class:`str` and :class:`bytes` (and :class:`bytearray`,
     :class:`memoryview`) are sent as they are.  A :class:`dict`,
     :class:`list` or :class:`tuple` is serialized by the content type:
-    JSON, msgpack, form-encoded, or multipart (which needs a ``boundary``
-    parameter).
+    JSON (to :class:`str`, as 2.x did; :func:`encode_body` encodes it in
+    the ``charset`` the content type names), msgpack, form-encoded, or
+    multipart (which needs a ``boundary`` parameter).
 
     :raises UnsupportedContentType: for a dict, list or tuple with a content
         type that cannot carry it
     :raises TypeError: for a body of any other type, or a value inside it
         that cannot be serialized
+    :raises ValueError: for NaN or an infinity in a JSON body, a body
+        nested deeper than its codec goes, an unknown charset, or a CR,
+        LF or NUL in a multipart name, filename or content type
 
     """
     if isinstance(body, (bytes, str)):
@@ -263,7 +381,7 @@ def serialize(body: typing.Any,
             'tuple, str or bytes')
     codec = codec_for(content_type)
     if codec == JSON:
-        return dump_json(body)
+        return json_text(body, charset_of(content_type))
     if codec == MSGPACK:
         return dump_msgpack(body)
     if codec == FORM:

@@ -14,9 +14,111 @@ from sprockets.mixins.http import _content, _retry
 
 LOGGER = logging.getLogger('sprockets.mixins.http')
 
-__all__ = ['AttemptRecord', 'HTTPResponse']
+__all__ = ['AttemptRecord', 'HTTPResponse', 'ResponseHeaders']
 
 _UNSET: typing.Any = object()
+
+
+class ResponseHeaders(typing.Dict[str, str]):
+    """The final response's headers, as :attr:`HTTPResponse.headers`
+    gives them: a plain :class:`dict`, as in 2.x, that also looks names up
+    without regard to case and keeps repeated fields apart.
+
+    Its keys are tornado's canonical names (``Content-Type``) and a field
+    sent more than once is joined with a comma, exactly as
+    ``dict(raw.headers)`` was in 2.x, so that ``json.dumps()``, ``==``
+    against a dict and ``isinstance(headers, dict)`` behave as before.  On
+    top of that, ``headers['content-type']``, :meth:`get`, ``in``,
+    assignment, ``del``, :meth:`pop` and :meth:`setdefault` ignore case
+    (``update()`` is dict's own and does not), and :meth:`get_list`
+    returns the separate values of a repeated field (``Set-Cookie``).
+
+    It is a copy: writing to it changes neither
+    :attr:`HTTPResponse.raw` nor what the next access of
+    :attr:`HTTPResponse.headers` returns.
+
+    .. versionadded:: 3.0
+
+    """
+
+    __slots__ = ('_lists',)
+
+    def __init__(self, headers: typing.Optional[httputil.HTTPHeaders] = None
+                 ) -> None:
+        super().__init__()
+        self._lists: typing.Dict[str, typing.List[str]] = {}
+        if headers is not None:
+            for name, value in headers.get_all():
+                self._lists.setdefault(name, []).append(value)
+            for name, values in self._lists.items():
+                super().__setitem__(name, ','.join(values))
+
+    def __reduce__(self) -> typing.Any:
+        # copy and pickle as a plain dict of the current values would
+        # lose the separate values: rebuild from them instead
+        return (_rebuild_headers, (dict(self), self._lists))
+
+    def _key(self, name: str) -> str:
+        """The key `name` is stored under, or `name` when none matches."""
+        if dict.__contains__(self, name):
+            return name
+        folded = name.lower()
+        for key in self:
+            if key.lower() == folded:
+                return key
+        return name
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(self._key(name))
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return super().__contains__(self._key(name))
+
+    def __setitem__(self, name: str, value: str) -> None:
+        super().__setitem__(self._key(name), value)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(self._key(name))
+
+    def get(self, name: str,
+            default: typing.Any = None) -> typing.Any:
+        """The value of field `name` (any case), or `default`."""
+        return super().get(self._key(name), default)
+
+    def pop(self, name: str,
+            *default: typing.Any) -> typing.Any:
+        """Remove field `name` (any case) and return its value."""
+        return super().pop(self._key(name), *default)
+
+    def setdefault(self, name: str,
+                   default: str) -> str:
+        """The value of field `name` (any case), set to `default` first
+        when it is absent."""
+        return super().setdefault(self._key(name), default)
+
+    def get_list(self, name: str) -> typing.List[str]:
+        """Every value of field `name` (any case), in order; ``[]`` when
+        it is absent.  A value written since the copy was made is one
+        value."""
+        key = self._key(name)
+        if not super().__contains__(key):
+            return []
+        value = super().__getitem__(key)
+        values = self._lists.get(key)
+        if values is not None and ','.join(values) == value:
+            return list(values)
+        return [value]
+
+
+def _rebuild_headers(values: typing.Dict[str, str],
+                     lists: typing.Dict[str, typing.List[str]]
+                     ) -> ResponseHeaders:
+    headers = ResponseHeaders()
+    dict.update(headers, values)
+    headers._lists = {name: list(items) for name, items in lists.items()}
+    return headers
 
 
 @dataclasses.dataclass
@@ -41,6 +143,14 @@ class AttemptRecord:
     #: Why the engine slept: ``'backoff'`` or ``'retry-after'``, or
     #: :data:`None` when it did not.
     delay_reason: typing.Optional[str] = None
+    #: Why a redirect of this attempt was not followed: its ``Location``
+    #: is not a usable http(s) URL (the :exc:`ValueError` says what is
+    #: wrong).  The redirect is then the attempt's response, and the call
+    #: stops with :attr:`StopReason.NOT_RETRYABLE` (the same redirect
+    #: would come again).
+    #:
+    #: .. versionadded:: 3.0
+    redirect_error: typing.Optional[ValueError] = None
 
     @property
     def outcome(self) -> str:
@@ -128,9 +238,10 @@ class HTTPResponse:
         400 or more with ``simplify_error_response``, a decoded dict's
         ``message`` is returned in place of the dict.
 
-        :data:`None` when no response arrived.  A body that cannot be
-        decompressed or decoded gives the raw bytes, and the error is kept
-        in :attr:`body_error`.
+        :data:`None` when no response arrived or the final body is empty,
+        whatever its status and Content-Type (as in 2.x).  A body that
+        cannot be decompressed or decoded gives the raw bytes, and the
+        error is kept in :attr:`body_error`.
 
         .. versionchanged:: 3.0
            A ``gzip``, ``br`` or ``zstd`` body arrives decompressed (see
@@ -165,6 +276,8 @@ class HTTPResponse:
             return None
         raw = self._responses[-1]
         data = raw.body or b''
+        if not data:  # whatever the status and Content-Type, as in 2.x
+            return None
         if self._content_error is not None:  # still compressed
             self._body_error = self._content_error
             return data
@@ -200,16 +313,23 @@ class HTTPResponse:
         return self._exceptions
 
     @property
-    def headers(self) -> httputil.HTTPHeaders:
-        """The final response's headers (empty when none arrived).
+    def headers(self) -> typing.Optional[ResponseHeaders]:
+        """The final response's headers as a new :class:`dict` on every
+        access, as in 2.x; :data:`None` when no response arrived.
 
-        ``headers[name]`` joins repeated fields with a comma, as 2.x did;
-        ``headers.get_list(name)`` keeps them apart (``Set-Cookie``).
+        The dict is a :class:`ResponseHeaders`: tornado's canonical names
+        as keys, repeated fields joined with a comma (2.x's values), and
+        on top of that lookups without regard to case and
+        ``headers.get_list(name)`` for the separate values of a repeated
+        field (``Set-Cookie``).  Writing to it changes nothing else.
+
+        .. versionchanged:: 3.0
+           Lookups ignore case and ``get_list()`` was added.
 
         """
         if not self._responses:
-            return httputil.HTTPHeaders()
-        return self._responses[-1].headers
+            return None
+        return ResponseHeaders(self._responses[-1].headers)
 
     @property
     def history(self) -> typing.List[httpclient.HTTPResponse]:
@@ -248,7 +368,8 @@ class HTTPResponse:
     @property
     def ok(self) -> bool:
         """:data:`True` when the final status is 200 to 399 and the request
-        reached a final answer."""
+        reached a final answer: a redirect loop
+        (:attr:`StopReason.TOO_MANY_REDIRECTS`) is not one."""
         if self.stop_reason is _retry.StopReason.TOO_MANY_REDIRECTS:
             return False
         return bool(self._responses) and 200 <= self.code < 400

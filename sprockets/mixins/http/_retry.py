@@ -14,10 +14,13 @@ import datetime
 import email.utils
 import enum
 import math
+import numbers
 import random
 import re
 import threading
 import typing
+
+from sprockets.mixins.http import _checks
 
 __all__ = [
     'DEFAULT_BUDGET',
@@ -46,10 +49,10 @@ IDEMPOTENT_METHODS: typing.FrozenSet[str] = frozenset(
 
 JITTER_MODES = ('full', 'equal', 'decorrelated')
 
-# RFC 9110 delta-seconds is 1*DIGIT; a sign and a fraction are tolerated,
-# but not what float() also accepts: "inf", "nan", "1e3", "1_000"
-_DELTA_SECONDS = re.compile(r'[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)',
-                            re.ASCII)
+# RFC 9110 delta-seconds is 1*DIGIT; a fraction is tolerated, but not a
+# sign ("-5" is not delta-seconds) nor what float() also accepts: "inf",
+# "nan", "1e3", "1_000"
+_DELTA_SECONDS = re.compile(r'(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)', re.ASCII)
 
 
 class StopReason(str, enum.Enum):
@@ -129,14 +132,19 @@ def parse_retry_after(value: typing.Optional[str],
     """Return the seconds a ``Retry-After`` value asks to wait.
 
     :param value: the header value, in either RFC 9110 form:
-        delta-seconds (a sign and a fraction are tolerated) or an HTTP-date
+        delta-seconds (digits; a fraction is tolerated) or an HTTP-date
         (IMF-fixdate, RFC 850 or asctime, always read as GMT)
     :param now: the current wall-clock time as a POSIX timestamp; an
         HTTP-date is interpreted relative to it
-    :returns: the delay in seconds, ``0.0`` for a negative value or a date
-        in the past, :data:`math.inf` for a number too large for a float,
-        or :data:`None` when the value is absent or cannot be parsed
-        (``inf``, ``nan`` and exponents are not delta-seconds)
+    :returns: the delay in seconds, ``0.0`` for a date in the past,
+        :data:`math.inf` for a number too large for a float, or
+        :data:`None` when the value is absent or cannot be parsed (a sign,
+        as in ``-5``, ``inf``, ``nan`` and exponents are not
+        delta-seconds)
+
+    .. versionchanged:: 3.0
+       A signed number (``-5``) is no longer read as ``0``: it is not
+       delta-seconds, and the backoff is used as for any garbage.
 
     .. versionadded:: 3.0
 
@@ -147,7 +155,7 @@ def parse_retry_after(value: typing.Optional[str],
     if not value:
         return None
     if _DELTA_SECONDS.fullmatch(value):
-        seconds = float(value)  # digits only: never NaN, inf when huge
+        seconds = float(value)  # digits only: never NaN or negative
     else:
         try:
             when = email.utils.parsedate_to_datetime(value)
@@ -211,11 +219,14 @@ class _Window:
 def _check_number(name: str, value: typing.Optional[float], *,
                   minimum: float = 0.0, allow_none: bool = False,
                   exclusive: bool = False) -> None:
+    """The budget's own numbers: :func:`_checks.seconds`'s rule (TypeError
+    for a wrong type, ValueError for NaN or a number out of range)."""
     if value is None and allow_none:
         return
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or math.isnan(value)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f'{name} must be a number, got {value!r}')
+    if math.isnan(value):
+        raise ValueError(f'{name} must be a number, got NaN')
     if value < minimum or (exclusive and value == minimum):
         relation = 'greater than' if exclusive else 'at least'
         raise ValueError(f'{name} must be {relation} {minimum}, '
@@ -340,10 +351,12 @@ class RetryPolicy:
     """Every decision about sending a request again, as a frozen value.
 
     :param max_attempts: how many times a request is sent at most,
-        the first time included; ``1`` disables retries
+        the first time included; ``1`` disables retries (``True`` is not
+        ``1``: a :class:`bool` is refused)
     :param retry_timeout: the backoff base in seconds: retry number *n*
-        waits up to ``retry_timeout * 2 ** (n - 1)`` seconds
-    :param max_delay: the cap on the computed backoff, in seconds
+        waits up to ``retry_timeout * 2 ** (n - 1)`` seconds; finite
+    :param max_delay: the cap on the computed backoff, in seconds;
+        finite
     :param jitter: ``'full'`` sleeps uniformly in ``[0, backoff]``;
         ``'equal'`` sleeps half the backoff plus a uniform share of the
         other half; ``'decorrelated'`` uses AWS's decorrelated jitter,
@@ -364,9 +377,16 @@ class RetryPolicy:
         wait, in seconds; a server that asks for longer gets its response
         returned at once.  :data:`None` means the request timeout in effect,
         or :attr:`max_delay` when there is none (a request timeout of 0);
-        an infinite wait is never accepted
+        :data:`math.inf` means any finite wait is accepted; an infinite
+        wait never is
     :param deadline: seconds the whole call may take, sleeps included;
-        :data:`None` means no deadline
+        :data:`None` (or :data:`math.inf`, stored as :data:`None`) means
+        no deadline
+
+    Every number of seconds is checked by one rule: :exc:`TypeError` for
+    a :class:`bool`, a :class:`str` or anything that is not a number;
+    :exc:`ValueError` for NaN, a negative number, and infinity where it
+    has no meaning.
     :param budget: the :class:`RetryBudget` retries are drawn from;
         the default is the process-wide :data:`DEFAULT_BUDGET`, and
         :data:`None` disables the budget
@@ -393,19 +413,16 @@ class RetryPolicy:
         default=random.random, compare=False)
 
     def __post_init__(self) -> None:
-        if (isinstance(self.max_attempts, bool)
-                or not isinstance(self.max_attempts, int)):
-            raise TypeError('max_attempts must be an int, '
-                            f'got {self.max_attempts!r}')
-        if self.max_attempts < 1:
-            raise ValueError('max_attempts must be at least 1, '
-                             f'got {self.max_attempts!r}')
-        _check_number('retry_timeout', self.retry_timeout)
-        _check_number('max_delay', self.max_delay)
-        _check_number('retry_after_max', self.retry_after_max,
-                      allow_none=True)
-        _check_number('deadline', self.deadline, allow_none=True,
-                      exclusive=True)
+        _checks.count('max_attempts', self.max_attempts)
+        _checks.seconds('retry_timeout', self.retry_timeout)
+        _checks.seconds('max_delay', self.max_delay)
+        _checks.seconds('retry_after_max', self.retry_after_max,
+                        allow_none=True, infinite=True)
+        deadline = _checks.seconds('deadline', self.deadline,
+                                   allow_none=True, infinite=True,
+                                   positive=True)
+        if deadline is not None and math.isinf(deadline):
+            object.__setattr__(self, 'deadline', None)  # no deadline
         if self.jitter not in (*JITTER_MODES, None):
             raise ValueError(
                 f'jitter must be one of {", ".join(JITTER_MODES)} or None, '

@@ -19,7 +19,7 @@ import weakref
 
 from tornado import httpclient, httputil, ioloop
 
-from sprockets.mixins.http import HTTPClientMixin, _client
+from sprockets.mixins.http import HTTPClientMixin, _checks, _client
 from sprockets.mixins.http._response import HTTPResponse
 from sprockets.mixins.http._retry import RetryPolicy
 
@@ -105,7 +105,10 @@ class Client(HTTPClientMixin):
         value HTTP cannot carry (a space in a name, a line break or a
         non-Latin-1 character in a value), naming the header
     :raises TypeError: for `headers` that is not a mapping, a header
-        name that is not a :class:`str`, a `retry_policy` that is not a
+        name that is not a :class:`str`, a header value that is neither
+        :class:`str` nor :class:`bytes` (bytes are sent as their Latin-1
+        text; :data:`None` removes a client header for one call), a
+        `retry_policy` that is not a
         :class:`RetryPolicy`, or a fetch default that neither
         :meth:`~HTTPClientMixin.http_fetch` nor
         :class:`~tornado.httpclient.HTTPRequest` takes
@@ -244,7 +247,7 @@ class Client(HTTPClientMixin):
         response = HTTPResponse(self.simplify_error_response,
                                 clock=self._http_req_clock)
         call = self._http_req_prepare(
-            url=url, method=method.upper(),
+            url=url, method=method,
             request_headers=_merge_headers(self._headers, headers),
             body=body, params=params, options=options, **named)
         http_client = self._http_client()
@@ -379,10 +382,7 @@ def _parse_base_url(base_url: str) -> urllib.parse.SplitResult:
 
 
 def _check_fetch_kwargs(kwargs: typing.Mapping[str, typing.Any]) -> None:
-    if 'raise_error' in kwargs:
-        raise RuntimeError(
-            'raise_error is not supported: a Client never raises for an '
-            'HTTP outcome, inspect HTTPResponse.ok instead')
+    _checks.refuse_raise_error(kwargs, 'a Client')
     unknown = sorted(name for name in kwargs
                      if name not in _FETCH_DEFAULTS
                      and name not in _REQUEST_OPTIONS)
@@ -409,19 +409,12 @@ def _merge_headers(
              else headers.items())
     replaced: typing.Set[str] = set()
     for name, value in items:
-        if not isinstance(name, str):
-            raise TypeError(f'header names must be str, got {name!r}')
+        _checks.header_name(name)
         key = name.lower()
         if key not in replaced:
             replaced.add(key)
             if name in merged:
                 del merged[name]
-        if value is not None:
-            text = value if isinstance(value, str) else str(value)
-            try:
-                merged.add(name, text)
-            except httputil.HTTPInputError as error:
-                raise ValueError(
-                    f'header {name!r}: {error} (a name is a token without '
-                    'spaces; a value is one line of Latin-1 text)') from None
+        if value is not None:  # None removes the client's header
+            merged.add(name, _checks.header_value(name, value))
     return merged
