@@ -41,6 +41,7 @@ nitpick_ignore = [
 ]
 nitpick_ignore_regex = [
     ('py:class', r'tornado\.[a-z_]+\.[A-Za-z]+'),
+    ('py:class', r'httputil\.[A-Za-z]+'),
 ]
 
 exclude_patterns = ['_build']

@@ -388,7 +388,6 @@ def test_negative_retry_after_uses_the_backoff() -> None:
 
 @pytest.mark.parametrize('field, value, error', [
     ('max_delay', math.nan, ValueError),
-    ('max_delay', math.inf, ValueError),
     ('max_delay', '30', TypeError),
     ('retry_timeout', math.inf, ValueError),
     ('retry_timeout', True, TypeError),
@@ -406,7 +405,10 @@ def test_policy_seconds_refused(field: str, value: typing.Any,
 
 
 def test_policy_infinite_deadline_is_no_deadline() -> None:
-    """deadline=inf means no deadline; retry_after_max=inf no cap."""
+    """deadline=inf means no deadline; retry_after_max and max_delay of
+    inf mean no cap."""
+    assert http.RetryPolicy(max_delay=math.inf, jitter=None).backoff(5) == (
+        48.0)
     assert http.RetryPolicy(deadline=math.inf).deadline is None
     assert http.RetryPolicy(retry_after_max=math.inf).retry_after_max == (
         math.inf)

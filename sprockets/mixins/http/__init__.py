@@ -27,7 +27,11 @@ from sprockets.mixins.http._content import (
     CONTENT_TYPE_MSGPACK,
     UnsupportedContentType,
 )
-from sprockets.mixins.http._response import AttemptRecord, HTTPResponse
+from sprockets.mixins.http._response import (
+    AttemptRecord,
+    HTTPResponse,
+    ResponseHeaders,
+)
 from sprockets.mixins.http._retry import (
     DEFAULT_BUDGET,
     Failure,
@@ -50,6 +54,7 @@ __all__ = [
     'Failure',
     'HTTPClientMixin',
     'HTTPResponse',
+    'ResponseHeaders',
     'RetryBudget',
     'RetryPolicy',
     'StopReason',

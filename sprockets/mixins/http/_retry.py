@@ -356,7 +356,7 @@ class RetryPolicy:
     :param retry_timeout: the backoff base in seconds: retry number *n*
         waits up to ``retry_timeout * 2 ** (n - 1)`` seconds; finite
     :param max_delay: the cap on the computed backoff, in seconds;
-        finite
+        :data:`math.inf` means no cap (the 2.x schedule)
     :param jitter: ``'full'`` sleeps uniformly in ``[0, backoff]``;
         ``'equal'`` sleeps half the backoff plus a uniform share of the
         other half; ``'decorrelated'`` uses AWS's decorrelated jitter,
@@ -383,10 +383,6 @@ class RetryPolicy:
         :data:`None` (or :data:`math.inf`, stored as :data:`None`) means
         no deadline
 
-    Every number of seconds is checked by one rule: :exc:`TypeError` for
-    a :class:`bool`, a :class:`str` or anything that is not a number;
-    :exc:`ValueError` for NaN, a negative number, and infinity where it
-    has no meaning.
     :param budget: the :class:`RetryBudget` retries are drawn from;
         the default is the process-wide :data:`DEFAULT_BUDGET`, and
         :data:`None` disables the budget
@@ -394,6 +390,10 @@ class RetryPolicy:
         jitter; inject a seeded one for repeatable delays
 
     Build variations with :meth:`replace`; a policy is never mutated.
+    Every number of seconds is checked by one rule: :exc:`TypeError` for
+    a :class:`bool`, a :class:`str` or anything that is not a number;
+    :exc:`ValueError` for NaN, a negative number, and infinity where it
+    has no meaning.
 
     .. versionadded:: 3.0
 
@@ -415,7 +415,7 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         _checks.count('max_attempts', self.max_attempts)
         _checks.seconds('retry_timeout', self.retry_timeout)
-        _checks.seconds('max_delay', self.max_delay)
+        _checks.seconds('max_delay', self.max_delay, infinite=True)
         _checks.seconds('retry_after_max', self.retry_after_max,
                         allow_none=True, infinite=True)
         deadline = _checks.seconds('deadline', self.deadline,
