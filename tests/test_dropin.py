@@ -334,6 +334,11 @@ def test_unknown_charset_is_refused() -> None:
         _content.serialize({'a': 1}, 'application/json; charset=klingon')
     with pytest.raises(ValueError, match='charset'):
         _content.encode_body('text', 'text/plain; charset=klingon')
+    for codec in ('base64', 'rot13', 'zlib'):  # codecs, not text encodings
+        with pytest.raises(ValueError, match='charset'):
+            _content.encode_body('text', f'text/plain; charset={codec}')
+        with pytest.raises(ValueError, match='charset'):
+            _content.serialize({'a': 1}, f'application/json; charset={codec}')
 
 
 def test_text_that_its_charset_cannot_carry_is_refused() -> None:

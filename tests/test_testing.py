@@ -147,6 +147,100 @@ def test_reply_to_a_dict_under_a_text_header_is_refused() -> None:
             'GET', '/', 200, {'a': 1}, headers={'Content-Type': 'text/plain'})
 
 
+@pytest.mark.parametrize('method, body, headers, message', [
+    ('GET', 'abc', {'Content-Length': '10'},
+     'Content-Length 10 contradicts the body, which is 3 bytes'),
+    ('GET', 'abc', {'content-length': '2'},
+     'Content-Length 2 contradicts the body, which is 3 bytes'),
+    ('GET', None, {'Content-Length': '5'},
+     'Content-Length 5 contradicts the body, which is 0 bytes'),
+    ('HEAD', {'a': 1}, {'Content-Length': '99'},
+     'Content-Length 99 contradicts the body, which is 7 bytes'),
+    ('GET', 'abc', [('Content-Length', '3'), ('Content-Length', '4')],
+     'Content-Length 4 contradicts the body, which is 3 bytes'),
+    ('GET', 'abc', {'Content-Length': 'three'},
+     'Content-Length must be a number of bytes'),
+    ('GET', 'abc', {'Content-Length': '-3'},
+     'Content-Length must be a number of bytes'),
+])
+def test_reply_refuses_a_contradicting_content_length(
+        method: str, body: typing.Any, headers: typing.Any,
+        message: str) -> None:
+    """A Content-Length header that is not the encoded body's length is a
+    ValueError, and nothing is queued."""
+    upstream = testing.FakeUpstream()
+    with pytest.raises(ValueError, match=message):
+        upstream.reply(method, '/a', 200, body, headers=headers)
+    with pytest.raises(ValueError, match=message):
+        upstream.set_default(200, body, headers=headers)
+    upstream.assert_no_pending_replies()
+
+
+@pytest.mark.parametrize('headers, error, message', [
+    ({'Bad Name': 'x'}, ValueError, "reply header name 'Bad Name' is not"),
+    ({'': 'x'}, ValueError, "reply header name '' is not a token"),
+    ({b'X-Tag': 'x'}, TypeError, 'reply header names must be str'),
+    ({'X-Tag': 'secret\r\nSet-Cookie: a=1'}, ValueError,
+     "reply header 'X-Tag' has a control character"),
+    ({'X-Tag': 5}, TypeError, "reply header 'X-Tag' must be str or bytes"),
+    ({'X-Tag': None}, TypeError, "reply header 'X-Tag' must be str"),
+    ({'X-Tag': 'secret \u20ac'}, ValueError,
+     "reply header 'X-Tag' has a character Latin-1 cannot encode"),
+    ([('X-Tag',)], TypeError, 'headers must be a mapping or'),
+    ('X-Tag: x', TypeError, 'headers must be a mapping or'),
+])
+def test_reply_refuses_headers_that_cannot_be_sent(
+        headers: typing.Any, error: typing.Type[Exception],
+        message: str) -> None:
+    """Reply header names and values go through the package's validation
+    layer: the message names the header, never its value, and nothing is
+    queued."""
+    upstream = testing.FakeUpstream()
+    with pytest.raises(error, match=message) as raised:
+        upstream.reply('GET', '/a', 200, headers=headers)
+    assert 'secret' not in str(raised.value)
+    upstream.assert_no_pending_replies()
+
+
+def test_reply_refuses_a_content_type_that_cannot_be_sent() -> None:
+    """A content_type with a line break is a ValueError naming it."""
+    with pytest.raises(ValueError,
+                       match="reply header 'Content-Type' has a control"):
+        testing.FakeUpstream().reply('GET', '/a', 200, 'x',
+                                     content_type='text/plain\r\nX: y')
+
+
+@pytest.mark.parametrize('body, content_type, message', [
+    ({'a': 1}, 'application/json; charset=no-such-charset',
+     "unknown charset 'no-such-charset'"),
+    ('x', 'text/plain; charset=no-such-charset',
+     "unknown charset 'no-such-charset'"),
+    (['a'], 'application/json; charset=base64',  # a codec, not a charset
+     "unknown charset 'base64'"),
+    ('caf\u00e9 \u20ac', 'text/plain; charset=latin-1',
+     "the body has characters that charset 'latin-1' cannot encode"),
+])
+def test_reply_refuses_a_charset_it_cannot_encode_in(
+        body: typing.Any, content_type: str, message: str) -> None:
+    """A charset Python does not know, or one that cannot carry a text
+    body, is a ValueError, and nothing is queued."""
+    upstream = testing.FakeUpstream()
+    with pytest.raises(ValueError, match=message):
+        upstream.reply('GET', '/a', 200, body, content_type=content_type)
+    upstream.assert_no_pending_replies()
+
+
+def test_set_default_leaves_the_queues_alone() -> None:
+    """set_default does not take a reply queued for method DEFAULT path /,
+    nor queue one."""
+    upstream = testing.FakeUpstream()
+    upstream.reply('DEFAULT', '/', 201)
+    upstream.set_default(500)
+    with pytest.raises(AssertionError) as raised:
+        upstream.assert_no_pending_replies()
+    assert str(raised.value) == 'replies never requested: DEFAULT /: 201'
+
+
 def test_handlers_refuse_a_relative_prefix() -> None:
     """A mount prefix must start with a slash."""
     with pytest.raises(ValueError, match='prefix must start with /'):
@@ -281,6 +375,68 @@ class FakeUpstreamCases(support.ServerTestCase):
             second = await self.fetch_from(upstream, '/b', method='DELETE')
         self.assertEqual((first.body, second.body),
                          ({'fallback': True}, {'fallback': True}))
+
+    @tornado.testing.gen_test
+    async def test_set_default_keeps_a_reply_queued_for_default(
+            self) -> None:
+        """A reply queued for method DEFAULT path / answers that request;
+        set_default answers the others."""
+        async with testing.FakeUpstream() as upstream:
+            upstream.reply('DEFAULT', '/', 201, 'queued')
+            upstream.set_default(500, 'fallback')
+            queued = await self.fetch_from(
+                upstream, '/', method='DEFAULT',
+                allow_nonstandard_methods=True)
+            other = await self.fetch_from(upstream, '/x')
+        self.assertEqual((queued.code, queued.raw.body), (201, b'queued'))
+        self.assertEqual((other.code, other.raw.body), (500, b'fallback'))
+        upstream.assert_no_pending_replies()
+
+    @tornado.testing.gen_test
+    async def test_bodies_follow_the_charset_of_their_content_type(
+            self) -> None:
+        """A JSON or str body is encoded in the charset its Content-Type
+        names; outside the Unicode charsets JSON escapes non-ASCII."""
+        utf16 = 'application/json; charset=utf-16'
+        latin1 = 'application/json; charset=latin-1'
+        async with testing.FakeUpstream() as upstream:
+            upstream.reply('GET', '/utf-16', 200, {'name': 'Zo\u00eb \u20ac'},
+                           content_type=utf16)
+            upstream.reply('GET', '/latin-1', 200,
+                           {'name': 'Zo\u00eb \u20ac'},
+                           headers={'Content-Type': latin1})
+            upstream.reply('GET', '/text', 200, 'h\u00e9llo',
+                           content_type='text/plain; charset=latin-1')
+            responses = {path: await self.fetch_from(upstream, path)
+                         for path in ('/utf-16', '/latin-1', '/text')}
+        self.assertEqual(
+            {path: response.raw.body for path, response in responses.items()},
+            {'/utf-16': '{"name":"Zo\u00eb \u20ac"}'.encode('utf-16'),
+             '/latin-1': b'{"name":"Zo\\u00eb \\u20ac"}',
+             '/text': b'h\xe9llo'})
+        self.assertEqual(
+            [responses[path].body for path in ('/utf-16', '/latin-1')],
+            [{'name': 'Zo\u00eb \u20ac'}] * 2)
+
+    @tornado.testing.gen_test
+    async def test_content_length_that_agrees_is_sent(self) -> None:
+        """A Content-Length equal to the body's length is sent; a HEAD or
+        a 304 reply without a body may name any length."""
+        async with testing.FakeUpstream() as upstream:
+            upstream.reply('GET', '/a', 200, 'abc',
+                           headers={'Content-Length': '3'})
+            upstream.reply('HEAD', '/a', 200,
+                           headers={'Content-Length': '1234'})
+            upstream.reply('GET', '/b', 304,
+                           headers={'Content-Length': '50'})
+            get = await self.fetch_from(upstream, '/a')
+            head = await self.fetch_from(upstream, '/a', method='HEAD')
+            unchanged = await self.fetch_from(upstream, '/b')
+        self.assertEqual((get.raw.body, get.headers['Content-Length']),
+                         (b'abc', '3'))
+        self.assertEqual((head.raw.body, head.headers['Content-Length']),
+                         (b'', '1234'))
+        self.assertEqual((unchanged.code, unchanged.raw.body), (304, b''))
 
     @tornado.testing.gen_test
     async def test_bodies_are_encoded_by_content_type(self) -> None:

@@ -214,15 +214,19 @@ def json_text(value: typing.Any, charset: typing.Optional[str] = None
 def _codec_name(charset: str) -> str:
     """The canonical Python codec name of `charset`.
 
-    :raises ValueError: for a charset Python does not know
+    :raises ValueError: for a charset Python does not know, or a codec
+        that is not a text encoding (``base64``)
 
     """
     try:
-        return codecs.lookup(charset).name
+        info = codecs.lookup(charset)
     except LookupError:
+        info = None
+    # base64, rot13, zlib: codecs Python knows that are not text encodings
+    if info is None or not getattr(info, '_is_text_encoding', True):
         raise ValueError(f'unknown charset {charset!r} in the '
-                         'Content-Type: the body cannot be encoded in it'
-                         ) from None
+                         'Content-Type: the body cannot be encoded in it')
+    return info.name
 
 
 def charset_of(content_type: typing.Union[str, datastructures.ContentType,

@@ -22,16 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import re
 import socket
 import struct
+import threading
 import types
 import typing
 import urllib.parse
 
 from tornado import httpserver, httputil, iostream, netutil, routing, web
 
-from sprockets.mixins.http import HTTPClientMixin, _content
+from sprockets.mixins.http import HTTPClientMixin, _checks, _content, _retry
 
 try:
     import pytest
@@ -58,16 +60,99 @@ _METHOD = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _UNSENDABLE = re.compile(r'[\x00-\x20\x7f]')
 
 
+class _Switch:
+    """What every active :func:`instant_retries` block shares: the delay
+    lists of the blocks, in the order they were entered, and the hooks the
+    first of them replaced, put back when the last one exits (in whatever
+    order the blocks exit)."""
+
+    _HOOKS = ('_http_req_sleep', '_http_req_retry_budget')
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: typing.List[typing.List[float]] = []
+        self._saved: typing.Dict[str, typing.Any] = {}
+
+    def enter(self, delays: typing.List[float]) -> None:
+        with self._lock:
+            if not self._active:
+                self._saved = {name: HTTPClientMixin.__dict__[name]
+                               for name in self._HOOKS}
+                HTTPClientMixin._http_req_sleep = _instant_sleep  # type: ignore[method-assign]
+                HTTPClientMixin._http_req_retry_budget = _isolated_budget  # type: ignore[method-assign]
+            self._active.append(delays)
+
+    def exit(self, delays: typing.List[float]) -> None:
+        with self._lock:
+            self._active = [active for active in self._active
+                            if active is not delays]
+            if not self._active:
+                for name, hook in self._saved.items():
+                    setattr(HTTPClientMixin, name, hook)
+                self._saved = {}
+
+    def record(self, seconds: float) -> None:
+        with self._lock:
+            active = list(self._active)
+        for delays in active:
+            delays.append(seconds)
+
+    def replaced(self, name: str) -> typing.Any:
+        """The hook `name` that was installed before the first block."""
+        with self._lock:
+            return self._saved.get(name, _REAL_HOOKS[name])
+
+
+_REAL_HOOKS = {name: HTTPClientMixin.__dict__[name] for name in _Switch._HOOKS}
+_SWITCH = _Switch()
+
+
+async def _instant_sleep(self: HTTPClientMixin, seconds: float) -> None:
+    """The sleep while instant retries are on: record, do not wait."""
+    _SWITCH.record(seconds)
+
+
+def _isolated_budget(self: HTTPClientMixin, policy: _retry.RetryPolicy
+                     ) -> typing.Optional[_retry.RetryBudget]:
+    """The budget hook while instant retries are on: a call whose policy
+    draws from the process-wide budget draws from a fresh one instead."""
+    budget: typing.Optional[_retry.RetryBudget] = _SWITCH.replaced(
+        '_http_req_retry_budget')(self, policy)
+    if budget is _retry.DEFAULT_BUDGET:
+        return _retry.RetryBudget(
+            ttl=budget.ttl, min_retries_per_sec=budget.min_retries_per_sec,
+            percent_can_retry=budget.percent_can_retry)
+    return budget
+
+
 @contextlib.contextmanager
 def instant_retries() -> typing.Iterator[typing.List[float]]:
-    """Make retry sleeps instant while recording the delays asked for.
+    """Make retry sleeps instant while recording the delays asked for, and
+    give every call a retry budget of its own.
 
-    Replaces
-    :meth:`~sprockets.mixins.http.HTTPClientMixin._http_req_sleep` for
-    the duration of the block, for every mixin user and
-    :class:`~sprockets.mixins.http.Client`; classes that override it
-    themselves are left alone.  The
-    list it yields holds the delay of every retry, in seconds, in order.
+    For the duration of the block, for every mixin user and
+    :class:`~sprockets.mixins.http.Client`:
+
+    - :meth:`~sprockets.mixins.http.HTTPClientMixin._http_req_sleep`
+      returns at once; the list the block yields receives the delay of
+      every retry, in seconds, in order;
+    - :meth:`~sprockets.mixins.http.HTTPClientMixin._http_req_retry_budget`
+      gives each call whose policy uses the process-wide
+      :data:`~sprockets.mixins.http.DEFAULT_BUDGET` (the default, or
+      ``budget=DEFAULT_BUDGET``) a fresh
+      :class:`~sprockets.mixins.http.RetryBudget` with the same
+      parameters, so a test never finds the budget drained by the tests
+      before it, and nothing is deposited into or drawn from
+      :data:`~sprockets.mixins.http.DEFAULT_BUDGET`.  A policy given a
+      :class:`~sprockets.mixins.http.RetryBudget` of its own keeps it
+      (test the budget with one), and ``budget=None`` still means none.
+
+    Classes that override either hook themselves are left alone.
+
+    Blocks may be nested or overlap, and exit in any order: while any
+    block is active, sleeps are instant and every delay is appended to
+    the list of every active block; the real hooks are put back when the
+    last active block exits.
 
     .. code-block:: python
 
@@ -79,16 +164,11 @@ def instant_retries() -> typing.Iterator[typing.List[float]]:
 
     """
     delays: typing.List[float] = []
-
-    async def sleep(self: HTTPClientMixin, seconds: float) -> None:
-        delays.append(seconds)
-
-    original = HTTPClientMixin.__dict__['_http_req_sleep']
-    HTTPClientMixin._http_req_sleep = sleep  # type: ignore[method-assign]
+    _SWITCH.enter(delays)
     try:
         yield delays
     finally:
-        HTTPClientMixin._http_req_sleep = original  # type: ignore[method-assign]
+        _SWITCH.exit(delays)
 
 
 if typing.TYPE_CHECKING:  # pragma: no cover
@@ -103,13 +183,20 @@ class InstantRetriesMixin(_TestCase):
     """A ``unittest.TestCase`` mixin: :func:`instant_retries` for
     every test, with the delays in :attr:`retry_delays`.
 
-    Put it before the test case class:
+    Put it before or after the test case class; either way instant
+    retries start before any ``setUp`` of the test case runs and end
+    after its cleanups:
 
     .. code-block:: python
 
        class MyTest(testing.InstantRetriesMixin,
                     tornado.testing.AsyncHTTPTestCase):
            ...
+
+    ``unittest.TestCase`` does not call ``super().setUp()``, so a
+    mixin after it would never be reached: every subclass's ``setUp`` is
+    wrapped, when the class is created, to start instant retries first
+    (once per test, however many wrapped ``setUp`` run).
 
     .. versionadded:: 3.0
 
@@ -118,13 +205,44 @@ class InstantRetriesMixin(_TestCase):
     #: The delay of every retry of the running test, in seconds, in order.
     retry_delays: typing.List[float]
 
+    def __init_subclass__(cls, **kwargs: typing.Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get('setUp')
+
+        def setUp(self: InstantRetriesMixin) -> None:
+            self._start_instant_retries()
+            if own is not None:
+                own(self)
+            else:
+                super(cls, self).setUp()
+
+        if own is not None:
+            functools.update_wrapper(setUp, own)
+        else:
+            setUp.__qualname__ = f'{cls.__qualname__}.setUp'
+        cls.setUp = setUp  # type: ignore[method-assign]
+
     def setUp(self) -> None:
         """Start :func:`instant_retries` for the test; it ends in a
         cleanup."""
-        context = instant_retries()
-        self.retry_delays = context.__enter__()
-        self.addCleanup(context.__exit__, None, None, None)
-        super().setUp()
+        self._start_instant_retries()
+        parent = getattr(super(), 'setUp', None)
+        if parent is not None:
+            parent()
+
+    def _start_instant_retries(self) -> None:
+        if self.__dict__.get('_instant_retries') is not None:
+            return  # started by another wrapped setUp of this test
+        block = instant_retries()
+        self.retry_delays = block.__enter__()
+        self._instant_retries: typing.Optional[
+            typing.ContextManager[typing.List[float]]] = block
+        self.addCleanup(self._stop_instant_retries)
+
+    def _stop_instant_retries(self) -> None:
+        block, self._instant_retries = self._instant_retries, None
+        if block is not None:
+            block.__exit__(None, None, None)
 
 
 @dataclasses.dataclass
@@ -231,47 +349,47 @@ class FakeUpstream:
             a final answer)
         :param body: the response body.  :class:`dict`, :class:`list` and
             :class:`tuple` are encoded by `content_type` (JSON when it is
-            :data:`None`; ``application/msgpack`` for msgpack);
-            :class:`str` is sent as UTF-8 (``text/plain`` when
-            `content_type` is :data:`None`); :class:`bytes` as they are
-            (``application/octet-stream``); :data:`None` sends no body.
-            A HEAD request gets the Content-Length of the body, without
-            the body, as a real server answers HEAD.
+            :data:`None`; ``application/msgpack`` for msgpack), JSON in
+            the ``charset`` the content type names, as the mixin encodes a
+            request body (UTF-8 when it names none; outside the Unicode
+            charsets, non-ASCII characters are ``\\u`` escapes);
+            :class:`str` is encoded in that ``charset``, UTF-8 when it
+            names none (``text/plain`` when
+            `content_type` is :data:`None`); :class:`bytes` are sent as
+            they are (``application/octet-stream``); :data:`None` sends no
+            body.  A HEAD request gets the Content-Length of the body,
+            without the body, as a real server answers HEAD.
         :param content_type: the Content-Type of `body`; when it is
             :data:`None`, a Content-Type in `headers` is used to encode
             `body`
         :param headers: response headers, a mapping or ``(name, value)``
-            pairs (use pairs to repeat a header)
+            pairs (use pairs to repeat a header), checked as the mixin
+            checks request headers.  A ``Content-Length`` is computed;
+            one given must be the encoded body's length, except that a
+            HEAD or 304 reply without a body may name any length (that of
+            the representation)
         :param delay: seconds to wait before answering; the server waits,
             so a client's request timeout shorter than this times out
         :param times: how many requests get this reply
         :returns: the upstream, so that calls can be chained
         :raises ValueError: for an invalid method, status, path, delay or
-            `times`, or a body with 204 or 304
-        :raises TypeError: for a body that cannot be encoded
+            `times`, a body with 204 or 304, a ``Content-Length`` that
+            contradicts the body, a ``charset`` Python does not know (or
+            that cannot encode a :class:`str` body), or a header name or
+            value that cannot be sent (CR, LF, NUL …); the message names
+            the header, never its value
+        :raises TypeError: for a body that cannot be encoded, or a header
+            name or value that is not a :class:`str`
+        :raises RuntimeError: when the upstream cannot answer requests
+            sent from here: it was started in an event loop that is
+            closed, or in another one that is not running while this one
+            is (start the upstream in the event loop that sends to it)
 
         """
-        if isinstance(status, int) and not isinstance(status, bool) and (
-                100 <= status < 200):
-            raise ValueError(
-                f'status {status} is informational: a 1xx cannot be the '
-                'final answer to a request; use a status from 200 to 599')
-        if (isinstance(status, bool) or not isinstance(status, int)
-                or not 200 <= status <= 599):
-            raise ValueError(
-                f'status must be an int from 200 to 599, got {status!r}')
-        if body is not None and status in _NO_BODY_STATUSES:
-            raise ValueError(f'a {status} response cannot have a body')
-        pairs = _header_pairs(headers)
-        if content_type is None:
-            content_type = next((value for name, value in pairs
-                                 if name.lower() == 'content-type'), None)
-        encoded, body_type = _encode(body, content_type)
-        if body_type and not any(name.lower() == 'content-type'
-                                 for name, _ in pairs):
-            pairs = (('Content-Type', body_type), *pairs)
-        return self._queue(method, path, _Reply(
-            status, encoded, pairs, _check_delay(delay)), times)
+        self._check_loop()
+        is_head = isinstance(method, str) and method.upper() == 'HEAD'
+        return self._queue(method, path, _scripted(
+            status, body, content_type, headers, delay, head=is_head), times)
 
     def disconnect(self, method: str, path: str, *, delay: float = 0.0,
                    times: int = 1) -> FakeUpstream:
@@ -283,8 +401,10 @@ class FakeUpstream:
         :param delay: seconds to wait before resetting
         :param times: how many requests get this answer
         :returns: the upstream, so that calls can be chained
+        :raises RuntimeError: as :meth:`reply` raises
 
         """
+        self._check_loop()
         return self._queue(method, path, _Reply(
             599, delay=_check_delay(delay), disconnect=True), times)
 
@@ -294,16 +414,19 @@ class FakeUpstream:
                     delay: float = 0.0) -> FakeUpstream:
         """Set the reply for requests that find nothing queued.
 
-        Arguments as for :meth:`reply`.  Until this is called, such a
-        request gets a 404 whose JSON body's ``message`` names the method
-        and path.
+        Arguments as for :meth:`reply`; the queued replies are left
+        alone (one queued for a method named ``DEFAULT`` as well).  Until
+        this is called, such a request gets a 404 whose JSON body's
+        ``message`` names the method and path.
 
         :returns: the upstream, so that calls can be chained
+        :raises ValueError: as :meth:`reply` raises
+        :raises TypeError: as :meth:`reply` raises
+        :raises RuntimeError: as :meth:`reply` raises
 
         """
-        self.reply('DEFAULT', '/', status, body, content_type=content_type,
-                   headers=headers, delay=delay)
-        self._default = self._queues.pop(('DEFAULT', '/'))[0]
+        self._check_loop()
+        self._default = _scripted(status, body, content_type, headers, delay)
         return self
 
     def clear(self) -> None:
@@ -430,20 +553,25 @@ class FakeUpstream:
         trailing slash, ready for ``f'{upstream.url()}/users/1'``.
 
         :raises RuntimeError: when the upstream is not running (a mounted
-            upstream is reached through the application's own URL)
+            upstream is reached through the application's own URL), or
+            cannot answer requests sent from here, as for :meth:`reply`
 
         """
         if self._url is None:
             raise RuntimeError(f'{self!r}: use it in "async with" (or '
                                'await start()) before asking for a URL')
+        self._check_loop()
         return self._url + ('/' + path.lstrip('/') if path else '')
 
     async def start(self) -> FakeUpstream:
-        """Listen on an ephemeral ``127.0.0.1`` port.
+        """Listen on an ephemeral ``127.0.0.1`` port, served by the
+        running event loop: use the upstream in that loop (or, from
+        another thread, while that loop runs).
 
         :raises RuntimeError: when it is running already
 
         """
+        self._check_loop()
         if self._server is not None:
             raise RuntimeError(f'{self!r} is running already')
         self._loop = asyncio.get_running_loop()
@@ -453,13 +581,62 @@ class FakeUpstream:
 
     async def stop(self) -> None:
         """Stop listening, end delayed replies and close every
-        connection."""
+        connection.
+
+        :raises RuntimeError: when awaited in another event loop than
+            the upstream's, which must stop it (from another thread,
+            with ``asyncio.run_coroutine_threadsafe()``); when that loop
+            is closed, the port and the connections are closed first
+
+        """
+        loop = self._loop
+        if (self._server is not None and loop is not None
+                and loop is not asyncio.get_running_loop()):
+            if loop.is_closed():
+                message = self._closed_loop_message()
+                self._stop_now()  # its sockets can still be closed
+                raise RuntimeError(message)
+            idle = '' if loop.is_running() else ', which is not running'
+            raise RuntimeError(
+                f'{self!r} was started in another event loop{idle}: await '
+                'stop() in that loop (from another thread, with '
+                'asyncio.run_coroutine_threadsafe)')
         server, self._server, self._url = self._server, None, None
         for waiter in list(self._waiters):
             _resolve(waiter, True)
         if server is not None:
             server.stop()
             await server.close_all_connections()
+
+    def _check_loop(self) -> None:
+        """Raise :exc:`RuntimeError` when the running upstream cannot
+        answer requests sent from here: its event loop is closed, or it is
+        idle while another loop runs in this thread (a request would wait
+        for its timeout).  A loop running in another thread serves."""
+        loop = self._loop
+        if self._server is None or loop is None:
+            return
+        try:
+            running: typing.Optional[asyncio.AbstractEventLoop] = (
+                asyncio.get_running_loop())
+        except RuntimeError:
+            running = None
+        if running is loop:
+            return
+        if loop.is_closed():
+            raise RuntimeError(self._closed_loop_message())
+        if running is not None and not loop.is_running():
+            raise RuntimeError(
+                f'{self!r} was started in another event loop, which is not '
+                'running: a request sent from this loop would wait for its '
+                'timeout.  Start the upstream in the event loop that sends '
+                'its requests')
+
+    def _closed_loop_message(self) -> str:
+        return (f'{self!r} was started in an event loop that is closed, so '
+                'it can answer nothing: start it in the event loop that '
+                'sends its requests (with pytest, "async with '
+                'fake_upstream:" inside the test)')
 
     def _stop_now(self) -> None:
         """Stop without an event loop running, as a fixture's teardown
@@ -591,29 +768,108 @@ def _record(request: httputil.HTTPServerRequest,
         headers=request.headers.copy(), raw_body=raw, body=body)
 
 
+def _scripted(status: int, body: typing.Any,
+              content_type: typing.Optional[str], headers: HeadersArg,
+              delay: float, *, head: bool = False) -> _Reply:
+    """Check the arguments of a reply and return it; `head` when it
+    answers HEAD only."""
+    if isinstance(status, int) and not isinstance(status, bool) and (
+            100 <= status < 200):
+        raise ValueError(
+            f'status {status} is informational: a 1xx cannot be the '
+            'final answer to a request; use a status from 200 to 599')
+    if (isinstance(status, bool) or not isinstance(status, int)
+            or not 200 <= status <= 599):
+        raise ValueError(
+            f'status must be an int from 200 to 599, got {status!r}')
+    if body is not None and status in _NO_BODY_STATUSES:
+        raise ValueError(f'a {status} response cannot have a body')
+    pairs = _header_pairs(headers)
+    if content_type is None:
+        content_type = next((value for name, value in pairs
+                             if name.lower() == 'content-type'), None)
+    else:
+        content_type = _checks.header_value('Content-Type', content_type,
+                                            what='reply header')
+    encoded, body_type = _encode(body, content_type)
+    _check_content_length(pairs, encoded, any_length=body is None and (
+        head or status == 304))
+    if body_type and not any(name.lower() == 'content-type'
+                             for name, _ in pairs):
+        pairs = (('Content-Type', body_type), *pairs)
+    return _Reply(status, encoded, pairs, _check_delay(delay))
+
+
 def _encode(body: typing.Any, content_type: typing.Optional[str]
             ) -> typing.Tuple[bytes, typing.Optional[str]]:
-    """Return the encoded body and its Content-Type."""
+    """Return the encoded body and its Content-Type: text (a :class:`str`
+    body, JSON) in the charset the Content-Type names, as the mixin encodes
+    a request body."""
     if body is None:
         return b'', content_type
-    if isinstance(body, str):
-        return body.encode('utf-8'), content_type or 'text/plain'
     if isinstance(body, (bytes, bytearray, memoryview)):
         return bytes(body), content_type or 'application/octet-stream'
+    if isinstance(body, str):
+        content_type = content_type or 'text/plain'
+        return _encode_text(body, content_type), content_type
     content_type = content_type or 'application/json'
     encoded = _content.serialize(body, content_type)
-    if isinstance(encoded, str):  # pragma: no cover - serialize gives bytes
-        encoded = encoded.encode('utf-8')
+    if isinstance(encoded, str):  # JSON text
+        encoded = _encode_text(encoded, content_type)
     return encoded, content_type
+
+
+def _encode_text(text: str, content_type: str) -> bytes:
+    encoded = _content.encode_body(text, content_type)
+    assert encoded is not None  # a str is always encoded
+    return encoded
+
+
+# RFC 9110 section 8.6: Content-Length = 1*DIGIT
+_DIGITS = re.compile(r'[0-9]+')
+
+
+def _check_content_length(pairs: typing.Iterable[typing.Tuple[str, str]],
+                          body: bytes, *, any_length: bool) -> None:
+    """Refuse a Content-Length that is not a length, or, unless
+    `any_length`, not the length of `body`."""
+    for name, value in pairs:
+        if name.lower() != 'content-length':
+            continue
+        length = value.strip(' \t')
+        if not _DIGITS.fullmatch(length):
+            raise ValueError(f'Content-Length must be a number of bytes, '
+                             f'got {value!r}')
+        if not any_length and int(length) != len(body):
+            raise ValueError(
+                f'Content-Length {length} contradicts the body, which is '
+                f'{len(body)} bytes: leave the header out (it is computed), '
+                'or use serve() with a handler of your own to send a '
+                'wrong one')
 
 
 def _header_pairs(headers: HeadersArg
                   ) -> typing.Tuple[typing.Tuple[str, str], ...]:
+    """Return the reply headers as checked ``(name, value)`` pairs."""
     if headers is None:
         return ()
-    items = (headers.items() if isinstance(headers, typing.Mapping)
-             else headers)
-    return tuple((str(name), str(value)) for name, value in items)
+    if isinstance(headers, typing.Mapping):
+        return tuple(_checks.header_pairs(headers, what='reply header',
+                                          argument='headers'))
+    if isinstance(headers, (str, bytes)) or not isinstance(
+            headers, typing.Iterable):
+        raise TypeError('headers must be a mapping or (name, value) pairs, '
+                        f'got {type(headers).__name__}')
+    pairs = []
+    for item in headers:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError('headers must be a mapping or (name, value) '
+                            'pairs, got an item that is not a pair')
+        name, value = item
+        name = _checks.header_name(name, what='reply header')
+        pairs.append((name, _checks.header_value(name, value,
+                                                 what='reply header')))
+    return tuple(pairs)
 
 
 def _check_delay(delay: float) -> float:
@@ -683,20 +939,12 @@ async def serve(app: web.Application) -> typing.AsyncIterator[str]:
 
 
 if pytest is not None:
-
-    @pytest.fixture(name='instant_retries')
-    def _instant_retries_fixture() -> typing.Iterator[typing.List[float]]:
-        """Make retry sleeps instant for the test; the value is the list of
-        the delays asked for, in seconds, in order."""
-        with instant_retries() as delays:
-            yield delays
-
-    @pytest.fixture(name='fake_upstream')
-    def _fake_upstream_fixture() -> typing.Iterator[FakeUpstream]:
-        """A fresh :class:`FakeUpstream`, not started: start it in the
-        test's event loop with ``async with fake_upstream:``.  One still
-        running when the test ends is stopped: its port and connections
-        are closed."""
-        upstream = FakeUpstream()
-        yield upstream
-        upstream._stop_now()
+    # The fixtures live in sprockets.mixins.http_pytest_plugin, the module
+    # the pytest11 entry point names: it imports nothing of this package
+    # until a fixture runs, so pytest-cov measures the package's import.
+    # They are imported here too, so that ``-p sprockets.mixins.http.testing``
+    # and ``pytest_plugins = ['sprockets.mixins.http.testing']`` still work.
+    from sprockets.mixins.http_pytest_plugin import (  # noqa: F401
+        _fake_upstream_fixture,
+        _instant_retries_fixture,
+    )
