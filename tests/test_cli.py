@@ -32,7 +32,7 @@ import pytest
 from tornado import httpclient, httpserver, httputil, netutil, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _cli, testing
+from sprockets.mixins.http import _checks, _cli, testing
 
 TLS = pathlib.Path(__file__).parent / 'tls'
 BINARY = bytes(range(256))
@@ -41,6 +41,16 @@ MSGPACK_DOCUMENT = {'name': 'blob', 'data': b'\x00\x01\xff', 'n': 7}
 JSON_RAW = json.dumps(JSON_DOCUMENT, separators=(',', ':')).encode()
 ERROR_DOCUMENT = {'message': 'no such thing', 'code': 'missing'}
 DEEP = 500  # JSON nesting that decodes but is too deep to pretty-print
+TOO_DEEP = 100_000  # JSON nesting too deep to decode at all
+FULL = pathlib.Path('/dev/full')  # every write fails: No space left
+needs_dev_full = pytest.mark.skipif(not FULL.exists(), reason='no /dev/full')
+# what a hostile server sends: C0 and C1 controls (U+009B is the 8-bit
+# CSI a terminal obeys) in the status line, header values and the body;
+# tab, LF and CR LF are what a text body legitimately has
+HOSTILE_BODY = 'one\x1b[2J\u009b31m\x07\r\nover\rwritten\ttab\x7f\n'
+HOSTILE_SHOWN = ('one\\x1b[2J\\x9b31m\\x07\r\nover\\x0dwritten\ttab'
+                 '\\x7f\n')
+HOSTILE_DOCUMENT = {'name': 'a\u009b31m\u007fb'}
 
 
 # -- the upstream ---------------------------------------------------------
@@ -181,6 +191,47 @@ class DeepJSONHandler(web.RequestHandler):
         self.write(b'[' * DEEP + b']' * DEEP)
 
 
+class HostileHandler(web.RequestHandler):
+    """Controls in the status line, in header values and in a text body,
+    written as raw bytes (tornado would not send some of them)."""
+
+    async def get(self) -> None:
+        body = HOSTILE_BODY.encode('utf-8')
+        head = (b'HTTP/1.1 200 OK\x9b2J\r\n'
+                b'Content-Type: text/plain; charset=utf-8\r\n'
+                b'X-Evil: a\x9b31mb\r\n'
+                b'Warning: 199 - "\x9b2J"\r\n'
+                b'Connection: close\r\n'
+                b'Content-Length: %d\r\n\r\n' % len(body))
+        stream = self.detach()
+        await stream.write(head + body)
+        stream.close()
+
+
+class HostileJSONHandler(web.RequestHandler):
+    """A JSON string with C1 controls and DEL in it, sent unescaped."""
+
+    def get(self) -> None:
+        self.set_header('Content-Type', 'application/json')
+        self.write(json.dumps(HOSTILE_DOCUMENT,
+                              ensure_ascii=False).encode('utf-8'))
+
+
+class HostileBinaryHandler(web.RequestHandler):
+    """A binary body whose Content-Type has a C1 control."""
+
+    def get(self) -> None:
+        self.set_header('Content-Type', 'application/x-\x9b2J')
+        self.write(BINARY)
+
+
+class SinkHandler(web.RequestHandler):
+    """Counts what reaches it: a usage error must send nothing here."""
+
+    def post(self) -> None:
+        _count(self.request.path)
+
+
 class HeadersHandler(web.RequestHandler):
     def get(self) -> None:
         self.set_header('Content-Type', 'text/plain; charset=utf-8')
@@ -207,6 +258,10 @@ def application() -> web.Application:
         ('/raw-echo', RawEchoHandler),
         (r'/reset-after-503/(\w+)', ResetAfterUnavailableHandler),
         ('/deep', DeepJSONHandler),
+        ('/hostile', HostileHandler),
+        ('/hostile-json', HostileJSONHandler),
+        ('/hostile-binary', HostileBinaryHandler),
+        ('/sink', SinkHandler),
     ], log_function=lambda handler: None)
 
 
@@ -455,6 +510,24 @@ def _read_all(descriptor: int) -> bytes:
     return b''.join(chunks)
 
 
+def on_terminal(*arguments: str, stream: str = 'stdout'
+                ) -> typing.Tuple[Result, bytes]:
+    """Run the command with `stream` (stdout or stderr) on a pseudo-terminal;
+    return the result and what the terminal got, its CR LF back to LF."""
+    primary, secondary = pty.openpty()
+    try:
+        try:
+            result = cli(*arguments,
+                         stdout=secondary if stream == 'stdout' else None,
+                         stderr=secondary if stream == 'stderr' else None)
+        finally:
+            os.close(secondary)
+        shown = _read_all(primary)
+    finally:
+        os.close(primary)
+    return result, shown.replace(b'\r\n', b'\n')
+
+
 # -- what is sent ---------------------------------------------------------
 
 class TestRequestOptions:
@@ -552,6 +625,81 @@ class TestRequestOptions:
         result = cli('--json', '{"packed": 1}', server.url('/msgpack-only'))
         assert result.code == _cli.EXIT_ERROR_STATUS
         assert timeline(result.stderr).stop['status'] == '415'
+
+
+def _usage_line(message: str) -> str:
+    return f'python -m sprockets.mixins.http: error: {message} (see --help)\n'
+
+
+class TestJSONArgument:
+    """--json takes only what JSON can carry; anything else is a usage
+    error, one line, and nothing is sent."""
+
+    @pytest.mark.parametrize('document, message', [
+        ('[Infinity]', '--json is not valid JSON: Infinity is not a JSON '
+                       'number (JSON has no infinity or NaN)'),
+        ('{"a": -Infinity}', '--json is not valid JSON: -Infinity is not a '
+                             'JSON number (JSON has no infinity or NaN)'),
+        ('NaN', '--json is not valid JSON: NaN is not a JSON number (JSON '
+                'has no infinity or NaN)'),
+        ('[1e400]', '--json has a number out of range: 1e400 overflows a '
+                    'float (a double)'),
+        ('{"a": -1.5E+999}', '--json has a number out of range: -1.5E+999 '
+                             'overflows a float (a double)'),
+    ])
+    def test_not_a_json_number(self, server: ServerThread, document: str,
+                               message: str) -> None:
+        """Infinity, -Infinity, NaN and 1e400 (infinite as a float) exit 2
+        and are never sent as JSON."""
+        result = cli(f'--json={document}', server.url('/sink'))
+        assert (result.code, result.stdout) == (_cli.EXIT_USAGE, b'')
+        assert result.stderr == _usage_line(message)
+        assert '/sink' not in _hits
+
+    @pytest.mark.parametrize('source', ['file', 'stdin'])
+    def test_not_a_json_number_from_a_file(self, server: ServerThread,
+                                           tmp_path: pathlib.Path,
+                                           source: str) -> None:
+        """--json @FILE and @- refuse NaN the same way."""
+        document = tmp_path / 'nan.json'
+        document.write_bytes(b'{"a": [NaN]}')
+        argument = f'@{document}' if source == 'file' else '@-'
+        result = cli('--json', argument, server.url('/sink'),
+                     stdin=document.read_bytes())
+        assert result.code == _cli.EXIT_USAGE
+        assert result.stderr == _usage_line(
+            '--json is not valid JSON: NaN is not a JSON number (JSON has '
+            'no infinity or NaN)')
+        assert '/sink' not in _hits
+
+    @pytest.mark.parametrize('source', ['argument', 'file', 'stdin'])
+    def test_nested_too_deeply(self, server: ServerThread,
+                               tmp_path: pathlib.Path, source: str) -> None:
+        """TOO_DEEP nested arrays (inline, @FILE or @-) exit 2 with one
+        line, never a traceback, and nothing is sent."""
+        deep = b'[' * TOO_DEEP + b']' * TOO_DEEP
+        document = tmp_path / 'deep.json'
+        document.write_bytes(deep)
+        # an argument this long would exceed the kernel's limit: unclosed,
+        # it is just as deep where the decoder gives up
+        argument = {'argument': '[' * TOO_DEEP, 'file': f'@{document}',
+                    'stdin': '@-'}[source]
+        result = cli('--json', argument, server.url('/sink'), stdin=deep)
+        assert (result.code, result.stdout) == (_cli.EXIT_USAGE, b'')
+        assert result.stderr == _usage_line(
+            '--json is nested too deeply to decode')
+        assert '/sink' not in _hits
+
+    @pytest.mark.parametrize('document', ['100000000000000000000000',
+                                          '[100000000000000000000000]'])
+    def test_msgpack_cannot_carry_it(self, server: ServerThread,
+                                     document: str) -> None:
+        """--msgpack with an integer over 64 bits exits 2, one line."""
+        result = cli('--msgpack', '--json', document, server.url('/sink'))
+        assert (result.code, result.stdout) == (_cli.EXIT_USAGE, b'')
+        assert result.stderr == _usage_line(
+            'cannot serialize int value 100000000000000000000000 as msgpack')
+        assert '/sink' not in _hits
 
 
 # -- retries, the timeline, exit codes --------------------------------------
@@ -806,6 +954,84 @@ class TestOutputSwitches:
         assert timeline(result.stderr).outcomes == ['502', '502', '200']
 
 
+# -- a hostile server ---------------------------------------------------------
+
+class TestHostileServer:
+    """Controls from the server never reach a terminal as they are."""
+
+    @pytest.mark.parametrize('terminal', [False, True],
+                             ids=['pipe', 'terminal'])
+    def test_status_line_and_headers_are_escaped(
+            self, server: ServerThread, client_args: typing.List[str],
+            terminal: bool) -> None:
+        """--print-headers shows a C1 control of the reason or a header
+        value as \\x9b, on a terminal or not."""
+        arguments = (*client_args, '--print-headers', '--no-body',
+                     server.url('/hostile'))
+        if terminal:
+            result, shown = on_terminal(*arguments)
+        else:
+            result = cli(*arguments)
+            shown = result.stdout
+        assert result.code == _cli.EXIT_OK, result.stderr
+        text = shown.decode('utf-8')
+        assert '\x9b' not in text
+        lines = text.splitlines()
+        assert lines[0] == '200 OK\\x9b2J'
+        assert 'X-Evil: a\\x9b31mb' in lines
+
+    def test_text_body_is_escaped_on_a_terminal(
+            self, server: ServerThread) -> None:
+        """On a terminal a text body's controls are escaped as \\xNN; tab,
+        LF and CR LF stay."""
+        result, shown = on_terminal(server.url('/hostile'))
+        assert result.code == _cli.EXIT_OK, result.stderr
+        assert shown.decode('utf-8') == HOSTILE_SHOWN
+
+    def test_text_body_goes_to_a_pipe_as_it_is(
+            self, server: ServerThread) -> None:
+        """Off a terminal the text body is written as decoded, unchanged."""
+        assert cli(server.url('/hostile')).text == HOSTILE_BODY
+
+    @pytest.mark.parametrize('terminal', [False, True],
+                             ids=['pipe', 'terminal'])
+    def test_json_strings_escape_c1_controls(self, server: ServerThread,
+                                             terminal: bool) -> None:
+        """Pretty-printed JSON writes C1 controls and DEL as \\u escapes:
+        the same document, harmless on a terminal."""
+        if terminal:
+            result, shown = on_terminal(server.url('/hostile-json'))
+        else:
+            result = cli(server.url('/hostile-json'))
+            shown = result.stdout
+        assert result.code == _cli.EXIT_OK, result.stderr
+        assert shown.decode('utf-8') == (
+            '{\n  "name": "a\\u009b31m\\u007fb"\n}\n')
+        assert json.loads(shown) == HOSTILE_DOCUMENT
+
+    def test_binary_note_escapes_the_content_type(
+            self, server: ServerThread) -> None:
+        """The note about a binary body escapes the server's Content-Type."""
+        result, shown = on_terminal(server.url('/hostile-binary'))
+        assert (result.code, shown) == (_cli.EXIT_OK, b'')
+        assert '\x9b' not in result.stderr
+        assert ('note: binary body (256 bytes, application/x-\\x9b2J) not '
+                'shown on a terminal; use -o FILE'
+                ) in result.stderr.splitlines()
+
+    def test_verbose_log_lines_are_escaped(self,
+                                           server: ServerThread) -> None:
+        """-v shows a Warning header's C1 control as \\x9b."""
+        result = cli('-v', server.url('/hostile'))
+        assert result.code == _cli.EXIT_OK
+        assert '\x9b' not in result.stderr
+        warnings = [line for line in result.stderr.splitlines()
+                    if line.startswith('WARNING sprockets.mixins.http: '
+                                       'Warning header from ')]
+        assert len(warnings) == 1, result.stderr
+        assert warnings[0].endswith(': 199 - "\\x9b2J"')
+
+
 # -- closed standard streams -------------------------------------------------
 
 @contextlib.contextmanager
@@ -863,6 +1089,86 @@ class TestClosedStreams:
         assert timeline(stderr).outcomes == ['200']
         assert len(stderr.splitlines()) == 2, stderr
 
+    @needs_dev_full
+    @pytest.mark.parametrize('arguments', [
+        ['/json'], ['/text'], ['/binary'], ['-o', '-', '/binary'],
+        ['--print-headers', '--no-body', '/headers'],
+    ], ids=['json', 'text', 'binary', 'output', 'headers'])
+    def test_stdout_on_a_full_disk(self, server: ServerThread,
+                                   arguments: typing.List[str]) -> None:
+        """stdout on a full disk (> /dev/full): the timeline, then one
+        line naming the error, exit 4, no traceback."""
+        *options, path = arguments
+        with FULL.open('wb') as stdout:
+            result = cli(*options, server.url(path), stdout=stdout.fileno())
+        assert result.code == _cli.EXIT_WRITE_ERROR, result.stderr
+        *steps, last = result.stderr.splitlines()
+        assert last == ('python -m sprockets.mixins.http: error: cannot '
+                        'write to stdout: No space left on device')
+        assert timeline('\n'.join(steps)).outcomes == ['200']
+        assert len(steps) == 2, result.stderr
+
+    def test_stdout_that_cannot_be_written(self,
+                                           server: ServerThread) -> None:
+        """A stdout open only for reading (1</dev/null): one line, exit 4."""
+        with open(os.devnull, 'rb') as stdout:
+            result = cli(server.url('/json'), stdout=stdout.fileno())
+        assert result.code == _cli.EXIT_WRITE_ERROR, result.stderr
+        assert result.stderr.splitlines()[-1] == (
+            'python -m sprockets.mixins.http: error: cannot write to '
+            'stdout: Bad file descriptor')
+        assert len(result.stderr.splitlines()) == 3, result.stderr
+
+    @needs_dev_full
+    def test_output_file_on_a_full_disk(self, server: ServerThread) -> None:
+        """-o FILE on a full disk: one line naming FILE, exit 4."""
+        result = cli('-o', str(FULL), server.url('/json'))
+        assert result.code == _cli.EXIT_WRITE_ERROR, result.stderr
+        assert result.stderr.splitlines()[-1] == (
+            "python -m sprockets.mixins.http: error: cannot write "
+            f"'{FULL}': No space left on device")
+        assert len(result.stderr.splitlines()) == 3, result.stderr
+
+    @needs_dev_full
+    def test_stderr_on_a_full_disk_stops_the_retries(
+            self, server: ServerThread) -> None:
+        """A timeline that cannot be written (2> /dev/full) stops before a
+        retry and exits 4, not 1 as a traceback would."""
+        with FULL.open('wb') as stderr:
+            result = cli('--retry-timeout', '0', server.url('/flaky/full'),
+                         stderr=stderr.fileno())
+        assert (result.code, result.stdout) == (_cli.EXIT_WRITE_ERROR, b'')
+        assert _hits['/flaky/full'] == 1
+
+    @needs_dev_full
+    def test_usage_error_with_stderr_on_a_full_disk(self) -> None:
+        """A usage error exits 2 even when its line cannot be written."""
+        with FULL.open('wb') as stderr:
+            result = cli('--bogus', 'http://127.0.0.1/',
+                         stderr=stderr.fileno())
+        assert (result.code, result.stdout) == (_cli.EXIT_USAGE, b'')
+
+    @needs_dev_full
+    @pytest.mark.parametrize('flag', ['--help', '--version'])
+    def test_help_on_a_full_disk(self, flag: str) -> None:
+        """--help or --version > /dev/full: one line, exit 4 (argparse
+        alone ignores the failure and exits 0)."""
+        with FULL.open('wb') as stdout:
+            result = cli(flag, stdout=stdout.fileno())
+        assert (result.code, result.stderr) == (
+            _cli.EXIT_WRITE_ERROR, 'python -m sprockets.mixins.http: error: '
+            'cannot write to stdout: No space left on device\n')
+
+    @needs_dev_full
+    def test_demo_on_a_full_disk(self) -> None:
+        """--demo with stdout on a full disk stops at once: one line, 4."""
+        with FULL.open('wb') as stdout:
+            result = cli('--demo', stdout=stdout.fileno())
+        assert result.code == _cli.EXIT_WRITE_ERROR, result.stderr
+        assert result.stderr == (
+            'python -m sprockets.mixins.http: error: cannot write to '
+            'stdout: No space left on device\n')
+
 
 # -- usage errors ----------------------------------------------------------
 
@@ -880,7 +1186,9 @@ class TestClosedStreams:
     (['--max-attempts', '0', 'http://127.0.0.1/'],
      '--max-attempts must be at least 1, got 0'),
     (['--retry-timeout', '-1', 'http://127.0.0.1/'],
-     '--retry-timeout must be at least 0'),
+     '--retry-timeout must be 0 or more seconds, got -1.0'),
+    (['--retry-timeout=-inf', 'http://127.0.0.1/'],
+     '--retry-timeout must be 0 or more seconds, got -inf'),
     (['--deadline', '0', 'http://127.0.0.1/'],
      '--deadline must be greater than 0'),
     (['--timeout', '-1', 'http://127.0.0.1/'], '--timeout must be'),
@@ -922,6 +1230,9 @@ class TestClosedStreams:
      '--deadline must be a number of seconds up to 1000000, got nan'),
     (['http://127.0.0.1/\udcff'], 'not valid in the locale'),
     (['http://127.0.0.1/a\x01'], 'it contains a control character'),
+    (['http://127.0.0.1/a\x9b'], 'it contains a control character'),
+    (['-X', 'GET\n', 'http://127.0.0.1/'], "invalid method 'GET\\n'"),
+    (['-H', 'X-A\n: b', 'http://127.0.0.1/'], "invalid header 'X-A\\n'"),
 ])
 def test_usage_error(arguments: typing.List[str], message: str) -> None:
     """A usage error returns 2 with one line on stderr (in process)."""
@@ -942,7 +1253,7 @@ def test_usage_error(arguments: typing.List[str], message: str) -> None:
     (['--max-attempts', '0', 'http://127.0.0.1/'],
      '--max-attempts must be at least 1, got 0'),
     (['-H', 'X-E: \u20ac', 'http://127.0.0.1/'],
-     "invalid header 'X-E: \u20ac': the value has a character outside "
+     "invalid header 'X-E': the value has a character outside "
      'ISO-8859-1 (latin-1)'),
     (['http://127.0.0.1/\udcff'],
      "invalid URL 'http://127.0.0.1/\\udcff': it contains bytes that are "
@@ -1052,7 +1363,8 @@ def test_check_url_accepts(url: str) -> None:
 @pytest.mark.parametrize('url', [
     '', 'example.com', '/path', 'mailto:a@b', 'file:///etc/passwd',
     'http:///path', 'http://[::1/', 'http://h:99999/',
-    'http://h/\x00', 'http://h/\x7f', 'http://h/\udcff'])
+    'http://h/\x00', 'http://h/\x7f', 'http://h/\udcff', 'http://h/\x9b',
+    '\x01http://h/'])
 def test_check_url_rejects(url: str) -> None:
     """Anything else is a usage error."""
     with pytest.raises(_cli.UsageError, match='invalid URL'):
@@ -1072,6 +1384,100 @@ def test_parse_header(value: str, expected: typing.Tuple[str, str]) -> None:
     assert _cli.parse_header(value) == expected
 
 
+def _refused(check: typing.Callable[[], typing.Any]) -> bool:
+    try:
+        check()
+    except ValueError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize('name, value', [
+    ('X-A', 'b'), ('X-A', 'a\tb'), ('X-A', 'caf\u00e9'), ('X-A', 'a\x9bb'),
+    ('X-A', 'a\x85b'), ('X-A', 'a\rb'), ('X-A', 'a\nb'), ('X-A', 'a\x00b'),
+    ('X-A', 'a\x0bb'), ('X-A', 'a\x7f'), ('X-A', '\u20ac'), ('X-A', '\udcff'),
+    ('X-A\n', 'b'), ('X-A\r', 'b'), ('X\x00A', 'b'), ('X\x7fA', 'b'),
+    ('X\x9bA', 'b'), ('X A', 'b'), ('', 'b'), ("X-A!#$%&'*+.^_`|~", 'b'),
+])
+def test_parse_header_refuses_what_the_package_refuses(name: str,
+                                                       value: str) -> None:
+    """-H refuses exactly what _checks.header_name and header_value
+    refuse, as a usage error."""
+    refused = _refused(lambda: _checks.header_value(
+        _checks.header_name(name), value))
+    if not refused:
+        assert _cli.parse_header(f'{name}: {value}') == (name, value)
+        return
+    with pytest.raises(_cli.UsageError, match=r'^invalid header '):
+        _cli.parse_header(f'{name}: {value}')
+
+
+@pytest.mark.parametrize('header', [
+    'X-Secret: s3cr3t\r\nX-Injected: 1', 'X-Secret: s3cr3t\x00',
+    'X-Secret: s3cr3t\x1b[0m', 'X-Secret: s3cr3t\u20ac',
+    'X-Secret: s3cr3t\udcff'])
+def test_refused_header_value_is_never_shown(header: str) -> None:
+    """A -H value that cannot be sent is a usage error naming the header,
+    never showing the value (it may be a secret)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = _cli.main(['-H', header, 'http://127.0.0.1:9/'],
+                     _cli.Streams(io.BytesIO(), stdout, stderr))
+    assert code == _cli.EXIT_USAGE
+    assert stderr.getvalue().startswith(
+        "python -m sprockets.mixins.http: error: invalid header "
+        "'X-Secret': ")
+    assert 's3cr3t' not in stderr.getvalue()
+
+
+@pytest.mark.parametrize('method', [
+    'GET', 'purge', 'M-SEARCH', 'GET\n', 'GET ', ' GET', 'G\u00c9T', '',
+    'GET\r\nX: y', 'GE(T'])
+def test_method_refuses_what_the_package_refuses(method: str) -> None:
+    """-X refuses exactly what _checks.method refuses."""
+    argv = ['-X', method, 'http://127.0.0.1/']
+    if _refused(lambda: _checks.method(method)):
+        with pytest.raises(_cli.UsageError, match='invalid method'):
+            _cli.parse_args(argv)
+    else:
+        assert _cli.parse_args(argv).method == method
+
+
+@pytest.mark.parametrize('option, value, refused', [
+    ('--timeout', '0', False), ('--timeout', '-0.5', True),
+    ('--timeout', '-inf', True), ('--deadline', '0', True),
+    ('--deadline', '0.001', False), ('--deadline', '-1', True),
+    ('--retry-timeout', '0', False), ('--retry-timeout', '-1', True),
+    ('--retry-timeout', '-inf', True), ('--timeout', 'inf', True),
+    ('--deadline', 'nan', True), ('--retry-timeout', '1000000', False),
+])
+def test_seconds_are_checked_by_the_package_rule(option: str, value: str,
+                                                 refused: bool) -> None:
+    """The number-of-seconds options are checked as the command line is
+    parsed, by _checks.seconds (and the MAX_SECONDS cap)."""
+    argv = [f'{option}={value}', 'http://127.0.0.1/']
+    if refused:
+        with pytest.raises(_cli.UsageError, match=f'^{option} must be '):
+            _cli.parse_args(argv)
+    else:
+        _cli.parse_args(argv)
+
+
+@pytest.mark.parametrize('text, keep_lines, expected', [
+    ('plain', False, 'plain'),
+    ('a\tb', False, 'a\tb'),
+    ('\x1b[2J\x07\x00\x7f', False, '\\x1b[2J\\x07\\x00\\x7f'),
+    ('\u009b31m\u0080\u009f\u00a0', False, '\\x9b31m\\x80\\x9f\u00a0'),
+    ('a\nb\r\n', False, 'a\\x0ab\\x0d\\x0a'),
+    ('a\nb\r\nc\rd\te', True, 'a\nb\r\nc\\x0dd\te'),
+    ('\x0b\x0c\x1f\u0085', True, '\\x0b\\x0c\\x1f\\x85'),
+    ('caf\u00e9 \u20ac', True, 'caf\u00e9 \u20ac'),
+])
+def test_escape_controls(text: str, keep_lines: bool, expected: str) -> None:
+    """C0 controls but tab, DEL and C1 controls become \\xNN; with
+    keep_lines, LF and CR LF stay too."""
+    assert _cli.escape_controls(text, keep_lines=keep_lines) == expected
+
+
 def _record(**fields: typing.Any) -> http.AttemptRecord:
     return http.AttemptRecord(**{'number': 1, 'started': 0.0, **fields})
 
@@ -1088,6 +1494,8 @@ def _record(**fields: typing.Any) -> http.AttemptRecord:
      'attempt 1: ConnectionRefusedError ([Errno 111] Connection refused) '
      'in 0.000 s'),
     (_record(exception=TimeoutError()), 'attempt 1: TimeoutError in 0.000 s'),
+    (_record(exception=OSError('bad \x9b2J\x1b[0m\x00')),
+     'attempt 1: OSError (bad \\x9b2J\\x1b[0m\\x00) in 0.000 s'),
 ])
 def test_attempt_line(record: http.AttemptRecord, expected: str) -> None:
     """One stable, readable line per attempt."""

@@ -34,7 +34,7 @@ import msgpack
 from tornado import httpclient, httpserver, httputil, netutil, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _client, _content
+from sprockets.mixins.http import _checks, _client, _content
 
 PROG = 'python -m sprockets.mixins.http'
 
@@ -49,6 +49,10 @@ EXIT_USAGE = 2
 #: earlier attempt got a status and only the last failed in transport, the
 #: exit code is :data:`EXIT_ERROR_STATUS`.
 EXIT_NO_RESPONSE = 3
+#: The output could not be written: stdout, stderr or the ``-o`` file is on
+#: a full disk (``> /dev/full``) or cannot be written at all.  A closed pipe
+#: is :data:`EXIT_BROKEN_PIPE`.
+EXIT_WRITE_ERROR = 4
 #: Interrupted with Ctrl-C.
 EXIT_INTERRUPTED = 130
 #: stdout (or stderr) was closed before the output was written, as in
@@ -68,9 +72,15 @@ COUNTDOWN_TICK = 0.1
 _FORM = 'application/x-www-form-urlencoded'
 _STANDARD_METHODS = frozenset(
     {'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'})
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-# C0 controls but tab, and DEL: never valid in a header value
-_CONTROL = re.compile(r'[\x00-\x08\x0a-\x1f\x7f]')
+# what a terminal obeys: the C0 controls but tab, DEL, and the C1 controls
+# (U+0080 to U+009F; U+009B is the 8-bit CSI), escaped in what the server
+# sent before it is shown
+_CONTROL = re.compile(r'[\x00-\x08\x0a-\x1f\x7f-\x9f]')
+# the same in text shown as lines: LF and CR LF stay, a lone CR does not
+_CONTROL_IN_LINES = re.compile(
+    r'\r(?!\n)|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]')
+# what json.dumps(ensure_ascii=False) leaves as it is but a terminal obeys
+_CONTROL_IN_JSON = re.compile(r'[\x7f-\x9f]')
 _TRUE = frozenset({'true', 't', '1', 'yes', 'y', 'on'})
 _FALSE = frozenset({'false', 'f', '0', 'no', 'n', 'off'})
 # tornado's ``python -m tornado.httpclient`` flags: name -> (the option
@@ -87,7 +97,8 @@ VALUE_OPTIONS = frozenset({
     '-X', '--method', '-H', '--header', '--json', '--data', '-o', '--output',
     '--max-attempts', '--retry-timeout', '--deadline', '--timeout'})
 # the package's names for the values of these options, in its messages
-_OPTION_NAMES = {'max_attempts': '--max-attempts',
+_OPTION_NAMES = {'max_http_attempts': '--max-attempts',
+                 'max_attempts': '--max-attempts',
                  'retry_timeout': '--retry-timeout',
                  'deadline': '--deadline', 'request_timeout': '--timeout'}
 _TEXT_SUBTYPES = frozenset({
@@ -100,12 +111,26 @@ class UsageError(Exception):
     """A mistake on the command line; its message is one line."""
 
 
+class OutputError(Exception):
+    """stdout, stderr or the ``-o`` file could not be written (other than
+    a closed pipe); its message is one line."""
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors raise :class:`UsageError`, so that
     every usage error is reported the same way, on one line."""
 
     def error(self, message: str) -> typing.NoReturn:
         raise UsageError(message)
+
+    def _print_message(self, message: str,
+                       file: typing.Any = None) -> None:
+        # argparse ignores a failure to print --help or --version
+        if message:
+            stream = file or sys.stderr
+            with _writing(stream):
+                stream.write(message)
+                stream.flush()
 
 
 # -- the command line ---------------------------------------------------------
@@ -119,8 +144,9 @@ upstream started inside this process."""
 EPILOG = """\
 exit codes: 0 success (final status 2xx or 3xx), 1 error status (400 or
 more, or the last attempt failed after an earlier one got a status), 2
-usage error, 3 no response at all (every attempt failed in transport), 141
-stdout closed early (broken pipe).
+usage error, 3 no response at all (every attempt failed in transport), 4
+the output could not be written (a full disk), 141 stdout closed early
+(broken pipe).
 tornado's flags --print_headers, --print_body=false, --follow_redirects and
 --validate_cert=false are accepted too."""
 
@@ -252,21 +278,34 @@ def parse_args(argv: typing.Sequence[str]) -> argparse.Namespace:
     if args.url is None:
         raise UsageError('a URL is required (or --demo)')
     args.url = check_url(args.url)
-    if args.method is not None and not _TOKEN.match(args.method):
-        raise UsageError(f'invalid method {args.method!r}: it must be an '
-                         'HTTP token (letters, digits and !#$%&\'*+-.^_`|~)')
+    if args.method is not None:
+        try:
+            _checks.method(args.method)
+        except ValueError:
+            raise UsageError(
+                f'invalid method {args.method!r}: it must be an HTTP token '
+                '(letters, digits and !#$%&\'*+-.^_`|~)') from None
     if args.msgpack and args.json is None:
         raise UsageError('--msgpack sends the --json document: give --json')
-    for option, seconds in (('--timeout', args.timeout),
-                            ('--deadline', args.deadline),
-                            ('--retry-timeout', args.retry_timeout)):
-        if seconds is not None and not seconds <= MAX_SECONDS:
+    # 0 means no limit for --timeout, and is no time at all for --deadline
+    for option, seconds, positive in (
+            ('--timeout', args.timeout, False),
+            ('--deadline', args.deadline, True),
+            ('--retry-timeout', args.retry_timeout, False)):
+        if seconds is None:
+            continue
+        if not seconds <= MAX_SECONDS:  # NaN too
             raise UsageError(f'{option} must be a number of seconds up to '
                              f'{MAX_SECONDS:.0f}, got {seconds!r}')
-    if args.timeout is not None and not (
-            math.isfinite(args.timeout) and args.timeout >= 0):
-        raise UsageError('--timeout must be a number of seconds >= 0, '
-                         f'got {args.timeout!r}')
+        try:
+            _checks.seconds(option, seconds, positive=positive)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    if args.max_attempts is not None:
+        try:
+            _checks.count('--max-attempts', args.max_attempts)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if args.output not in (None, '-'):
         directory = os.path.dirname(os.path.abspath(args.output))
         if os.path.isdir(args.output):
@@ -281,13 +320,18 @@ def parse_args(argv: typing.Sequence[str]) -> argparse.Namespace:
 def check_url(url: str) -> str:
     """Return `url` when it is an absolute http or https URL with a host.
 
+    What the package would have to strip or percent-encode to send it
+    (:func:`sprockets.mixins.http._checks.url`: a space, a control
+    character) is refused here instead, as a typo is more likely than a
+    wish; so are the C1 controls.
+
     :raises UsageError: naming what is wrong with it
 
     """
     if not url or any(character.isspace() for character in url):
         raise UsageError(f'invalid URL {url!r}: it is empty or contains '
                          'whitespace')
-    if _CONTROL.search(url):
+    if _checks.url(url) != url or _CONTROL.search(url):
         raise UsageError(f'invalid URL {url!r}: it contains a control '
                          'character')
     if _has_surrogates(url):
@@ -311,7 +355,13 @@ def check_url(url: str) -> str:
 
 
 def parse_header(value: str) -> typing.Tuple[str, str]:
-    """Return ``(name, value)`` from ``'Name: value'``.
+    """Return ``(name, value)`` from ``'Name: value'``, both trimmed of
+    spaces and tabs.
+
+    What is refused is what the package refuses
+    (:func:`~sprockets.mixins.http._checks.header_name` and
+    :func:`~sprockets.mixins.http._checks.header_value`); the message
+    names the header and never shows its value, which may be a secret.
 
     :raises UsageError: when there is no colon, the name is not an HTTP
         token, or the value has a line break or another control character
@@ -320,21 +370,35 @@ def parse_header(value: str) -> typing.Tuple[str, str]:
 
     """
     name, colon, field = value.partition(':')
-    name = name.strip()
-    if not colon or not _TOKEN.match(name):
+    name, field = name.strip(' \t'), field.strip(' \t')
+    if not colon:
         raise UsageError(f"invalid header {value!r}: use 'Name: value'")
-    if '\r' in field or '\n' in field:
-        raise UsageError(f'invalid header {value!r}: a line break in the '
-                         'value')
-    if _CONTROL.search(field):
-        raise UsageError(f'invalid header {value!r}: a control character '
-                         'in the value')
     try:
-        field.encode('latin-1')
-    except UnicodeEncodeError:
-        raise UsageError(f'invalid header {value!r}: the value has a '
-                         'character outside ISO-8859-1 (latin-1)') from None
-    return name, field.strip()
+        _checks.header_name(name)
+    except ValueError:
+        raise UsageError(f"invalid header {name!r}: the name is not an "
+                         "HTTP token (no spaces, colons or control "
+                         "characters); use 'Name: value'") from None
+    try:
+        _checks.header_value(name, field)
+    except ValueError:
+        raise UsageError(f'invalid header {name!r}: '
+                         f'{_header_value_problem(name, field)}') from None
+    return name, field
+
+
+def _header_value_problem(name: str, field: str) -> str:
+    """Say, without showing it, why the value `field` was refused."""
+    if '\r' in field or '\n' in field:
+        return 'a line break in the value'
+    # with every character Latin-1 cannot encode replaced, is it still
+    # refused?  Then it has a control character
+    latin1 = field.encode('latin-1', errors='replace').decode('latin-1')
+    try:
+        _checks.header_value(name, latin1)
+    except ValueError:
+        return 'a control character in the value'
+    return 'the value has a character outside ISO-8859-1 (latin-1)'
 
 
 def _has_surrogates(text: str) -> bool:
@@ -355,7 +419,11 @@ def read_data(value: str, stdin: typing.BinaryIO) -> bytes:
     if not value.startswith('@'):
         return os.fsencode(value)
     if value == '@-':
-        return stdin.read()
+        try:
+            return stdin.read()
+        except OSError as error:
+            raise UsageError(f'cannot read stdin: '
+                             f'{error.strerror or error}') from None
     path = value[1:]
     try:
         with open(path, 'rb') as handle:
@@ -406,19 +474,17 @@ def build_request(args: argparse.Namespace,
     request = Request(args.url)
     request.headers = [parse_header(value) for value in args.header]
     if args.json is not None:
-        text = read_data(args.json, stdin)
-        try:
-            document = json.loads(text)
-        except ValueError as error:
-            raise UsageError(f'--json is not valid JSON: {error}') from None
+        document = parse_json(read_data(args.json, stdin))
+        dump = _content.dump_json
+        request.content_type = str(http.CONTENT_TYPE_JSON)
         if args.msgpack:
+            dump = _content.dump_msgpack
             request.content_type = str(http.CONTENT_TYPE_MSGPACK)
+        try:
             request.body = (document if isinstance(document, (dict, list))
-                            else _content.dump_msgpack(document))
-        else:
-            request.content_type = str(http.CONTENT_TYPE_JSON)
-            request.body = (document if isinstance(document, (dict, list))
-                            else _content.dump_json(document))
+                            else dump(document))
+        except (TypeError, ValueError, OverflowError) as error:
+            raise UsageError(_reason(error)) from None
     elif args.data is not None:
         request.content_type = _FORM
         request.body = read_data(args.data, stdin)
@@ -441,6 +507,77 @@ def build_request(args: argparse.Namespace,
     return request
 
 
+def parse_json(data: bytes) -> typing.Any:
+    """Return the ``--json`` document `data`.
+
+    Only what JSON can carry is accepted: :func:`json.loads` alone would
+    take ``Infinity``, ``-Infinity`` and ``NaN``, and turn ``1e400`` into
+    infinity, and then send ``Infinity``, which is not JSON.
+
+    :raises UsageError: for invalid JSON, JSON that is not UTF-8, those
+        numbers, and a document nested too deeply to decode
+
+    """
+    try:
+        return json.loads(data, parse_constant=_refuse_constant,
+                          parse_float=_finite_float)
+    except _OutOfRange as error:
+        raise UsageError(f'--json has a number out of range: {error} '
+                         'overflows a float (a double)') from None
+    except RecursionError:
+        raise UsageError('--json is nested too deeply to decode') from None
+    except ValueError as error:
+        raise UsageError(f'--json is not valid JSON: {error}') from None
+
+
+class _OutOfRange(ValueError):
+    """A JSON number that is infinite as a float; its message is the
+    number as written."""
+
+
+def _refuse_constant(name: str) -> typing.NoReturn:
+    raise ValueError(f'{name} is not a JSON number (JSON has no infinity '
+                     'or NaN)')
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _OutOfRange(text)
+    return number
+
+
+# -- what the server sent, shown ----------------------------------------------
+
+def escape_controls(text: str, *, keep_lines: bool = False) -> str:
+    """Return `text` with every character a terminal would obey written as
+    ``\\xNN``: the C0 controls but tab, DEL and the C1 controls (U+0080 to
+    U+009F; U+009B is the 8-bit CSI that starts an escape sequence).
+
+    :param keep_lines: LF and CR LF stay too (a text body's line ends);
+        a lone CR, which would let a line overwrite what was shown, does
+        not
+
+    """
+    pattern = _CONTROL_IN_LINES if keep_lines else _CONTROL
+    return pattern.sub(lambda match: f'\\x{ord(match.group()):02x}', text)
+
+
+def _escape_json(text: str) -> str:
+    """Return the JSON `text` with DEL and the C1 controls (which can only
+    be in its strings) written as ``\\u`` escapes: the same document."""
+    return _CONTROL_IN_JSON.sub(
+        lambda match: f'\\u{ord(match.group()):04x}', text)
+
+
+class _EscapingFormatter(logging.Formatter):
+    """The log lines of ``-v``, with what the server sent (a ``Warning``
+    header) escaped as :func:`escape_controls` does."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record), keep_lines=True)
+
+
 # -- the timeline -------------------------------------------------------------
 
 def describe_outcome(record: http.AttemptRecord) -> str:
@@ -448,7 +585,7 @@ def describe_outcome(record: http.AttemptRecord) -> str:
     if record.status is not None:
         return str(record.status)
     error = record.exception
-    message = ' '.join(str(error).split())
+    message = escape_controls(' '.join(str(error).split()))
     name = type(error).__name__
     return f'{name} ({message})' if message else name
 
@@ -510,19 +647,26 @@ class Timeline:
         self._pending: typing.Optional[str] = None
 
     def write(self, line: str) -> None:
-        """Write a whole line (after any countdown in progress)."""
-        self._finish_pending()
-        self.stream.write(line + '\n')
-        self.stream.flush()
+        """Write a whole line (after any countdown in progress).
+
+        :raises OutputError: when the stream cannot be written
+        :raises BrokenPipeError: when nobody reads it any more
+
+        """
+        with _writing(self.stream):
+            self._finish_pending()
+            self.stream.write(line + '\n')
+            self.stream.flush()
 
     def attempt(self, record: http.AttemptRecord) -> None:
         """Show what one attempt did and what follows it."""
         line = attempt_line(record)
         if self.tty and record.delay_reason is not None:
-            self._finish_pending()
-            self._pending = line
-            self.stream.write(line)
-            self.stream.flush()
+            with _writing(self.stream):
+                self._finish_pending()
+                self._pending = line
+                self.stream.write(line)
+                self.stream.flush()
         else:
             self.write(line)
 
@@ -543,12 +687,14 @@ class Timeline:
                 break
             text = f'{line}: {left:.1f} s left'
             width = max(width, len(text))
-            self.stream.write('\r' + text.ljust(width))
-            self.stream.flush()
+            with _writing(self.stream):
+                self.stream.write('\r' + text.ljust(width))
+                self.stream.flush()
             await sleep(min(COUNTDOWN_TICK, left))
         self._pending = None
-        self.stream.write('\r' + line.ljust(width) + '\n')
-        self.stream.flush()
+        with _writing(self.stream):
+            self.stream.write('\r' + line.ljust(width) + '\n')
+            self.stream.flush()
 
     def stop(self, response: http.HTTPResponse) -> None:
         """Write the last line: the stop reason and the total duration."""
@@ -575,20 +721,21 @@ class CLIClient(http.HTTPClientMixin):
     def __init__(self, timeline: Timeline) -> None:
         super().__init__()
         self.timeline = timeline
-        #: the error of a timeline line that could not be written: the
-        #: engine logs what a hook raises, so it is kept for later
-        self.broken_pipe: typing.Optional[BrokenPipeError] = None
+        #: the error of a timeline line that could not be written (a
+        #: :exc:`BrokenPipeError` or an :exc:`OutputError`): the engine
+        #: logs what a hook raises, so it is kept for later
+        self.write_error: typing.Optional[Exception] = None
 
     def _http_req_on_attempt(self, response: http.HTTPResponse,
                              record: http.AttemptRecord) -> None:
         try:
             self.timeline.attempt(record)
-        except BrokenPipeError as error:
-            self.broken_pipe = error
+        except (BrokenPipeError, OutputError) as error:
+            self.write_error = error
 
     async def _http_req_sleep(self, seconds: float) -> None:
-        if self.broken_pipe is not None:  # nobody reads: stop now
-            raise self.broken_pipe
+        if self.write_error is not None:  # nobody sees it: stop now
+            raise self.write_error
         await self.timeline.wait(seconds, super()._http_req_sleep)
 
 
@@ -664,7 +811,7 @@ def render_body(response: http.HTTPResponse) -> Rendered:
             if error is None:
                 text = json.dumps(to_jsonable(response.body), indent=2,
                                   ensure_ascii=False)
-                return Rendered(text=text + '\n')
+                return Rendered(text=_escape_json(text) + '\n')
             note = (f'the body is not valid {codec} ({_reason(error)}); '
                     'shown as received')
         except RecursionError:
@@ -743,34 +890,51 @@ class Streams:
 def show_response(response: http.HTTPResponse, args: argparse.Namespace,
                   out: typing.TextIO, notes: typing.TextIO) -> None:
     """Print the headers and body of the last response received as asked
-    (the final attempt's, unless it failed in transport)."""
+    (the final attempt's, unless it failed in transport).
+
+    The status line and the headers are shown with their control
+    characters escaped (:func:`escape_controls`), and so is a text body on
+    a terminal, so that a server cannot drive the terminal.
+
+    :raises OutputError: when `out`, `notes` or the ``-o`` file cannot be
+        written
+    :raises BrokenPipeError: when nobody reads `out` or `notes` any more
+
+    """
     raw = response.raw
     if raw is None:
         return
-    if args.print_headers:
-        out.write(f'{raw.code} {raw.reason}\n')
-        for name, value in raw.headers.get_all():
-            out.write(f'{name}: {value}\n')
-        out.write('\n')
-    if args.no_body:
+    with _writing(out):
+        if args.print_headers:
+            out.write(escape_controls(f'{raw.code} {raw.reason}') + '\n')
+            for name, value in raw.headers.get_all():
+                out.write(escape_controls(f'{name}: {value}') + '\n')
+            out.write('\n')
+        if args.no_body:
+            out.flush()
+            return
+        if args.output is not None:
+            _write_bytes(raw.body or b'', args.output, out, notes)
+            return
+        shown = render_body(response)
+        if shown.note:
+            _note(notes, shown.note)
+        if shown.text is not None:
+            out.write(escape_controls(shown.text, keep_lines=True)
+                      if _isatty(out) else shown.text)
+        elif shown.data is not None:
+            if _isatty(out):
+                kind = raw.headers.get('Content-Type', 'no Content-Type')
+                _note(notes, f'binary body ({len(shown.data)} bytes, {kind}) '
+                             'not shown on a terminal; use -o FILE')
+            else:
+                _write_bytes(shown.data, '-', out, notes)
         out.flush()
-        return
-    if args.output is not None:
-        _write_bytes(raw.body or b'', args.output, out, notes)
-        return
-    shown = render_body(response)
-    if shown.note:
-        notes.write(f'note: {shown.note}\n')
-    if shown.text is not None:
-        out.write(shown.text)
-    elif shown.data is not None:
-        if _isatty(out):
-            kind = raw.headers.get('Content-Type', 'no Content-Type')
-            notes.write(f'note: binary body ({len(shown.data)} bytes, '
-                        f'{kind}) not shown on a terminal; use -o FILE\n')
-        else:
-            _write_bytes(shown.data, '-', out, notes)
-    out.flush()
+
+
+def _note(notes: typing.TextIO, line: str, prefix: str = 'note: ') -> None:
+    with _writing(notes):
+        notes.write(f'{prefix}{escape_controls(line)}\n')
 
 
 def _write_bytes(data: bytes, path: str, out: typing.TextIO,
@@ -788,9 +952,29 @@ def _write_bytes(data: bytes, path: str, out: typing.TextIO,
         with open(path, 'wb') as handle:
             handle.write(data)
     except OSError as error:
-        raise UsageError(f'cannot write {path!r}: '
-                         f'{error.strerror or error}') from None
-    notes.write(f'body: {len(data)} bytes written to {path}\n')
+        raise OutputError(f'cannot write {path!r}: '
+                          f'{error.strerror or error}') from None
+    _note(notes, f'{len(data)} bytes written to {path}', prefix='body: ')
+
+
+@contextlib.contextmanager
+def _writing(stream: typing.IO[typing.Any]) -> typing.Iterator[None]:
+    """Turn a failed write to `stream` into an :class:`OutputError` that
+    names it; a closed pipe stays a :exc:`BrokenPipeError`."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise OutputError(f'cannot write to {_stream_name(stream)}: '
+                          f'{error.strerror or error}') from None
+
+
+def _stream_name(stream: typing.IO[typing.Any]) -> str:
+    name = getattr(stream, 'name', None)
+    if name in ('<stdout>', '<stderr>'):
+        return typing.cast(str, name)[1:-1]
+    return 'the output'
 
 
 def _isatty(stream: typing.IO[typing.Any]) -> bool:
@@ -808,20 +992,21 @@ async def perform(request: Request, timeline: Timeline
         :exc:`ValueError` or :exc:`TypeError`, raised before anything is
         sent)
     :raises BrokenPipeError: when the timeline's stream was closed
+    :raises OutputError: when it could not be written
 
     """
     client = CLIClient(timeline)
     try:
         response = await client.http_fetch(request.url,
                                            **request.fetch_arguments())
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         message = ' '.join(str(error).split())
         for field, option in _OPTION_NAMES.items():
             if message.startswith(f'{field} '):
                 message = option + message[len(field):]
         raise UsageError(message) from None
-    if client.broken_pipe is not None:
-        raise client.broken_pipe
+    if client.write_error is not None:
+        raise client.write_error
     timeline.stop(response)
     return response
 
@@ -929,12 +1114,26 @@ def _wrap(text: str, indent: str = '   ') -> str:
 
 
 async def run_demo(args: argparse.Namespace, streams: Streams) -> int:
-    """Start the upstream, tell the three stories, return the exit code."""
-    out = streams.stdout
+    """Start the upstream, tell the three stories, return the exit code.
+
+    :raises OutputError: when stdout cannot be written
+
+    """
     sockets = netutil.bind_sockets(0, '127.0.0.1')
     server = httpserver.HTTPServer(demo_application(_DemoState()))
     server.add_sockets(sockets)
     base = f'http://127.0.0.1:{sockets[0].getsockname()[1]}'
+    try:
+        with _writing(streams.stdout):
+            return await _tell_stories(base, streams)
+    finally:
+        _close_clients()
+        server.stop()
+        await server.close_all_connections()
+
+
+async def _tell_stories(base: str, streams: Streams) -> int:
+    out = streams.stdout
     timeline = Timeline(out)
     mixin = http.HTTPClientMixin
     started = time.monotonic()
@@ -977,24 +1176,19 @@ async def run_demo(args: argparse.Namespace, streams: Streams) -> int:
         f'short; the default retry_timeout is '
         f'{mixin.DEFAULT_RETRY_TIMEOUT:g} s.\n')
     failures = []
-    try:
-        for heading, story, argv, expected in stories:
-            out.write(f'\n{heading}\n{_wrap(story)}\n'
-                      f'   $ {PROG} {_shell_join(argv)}\n')
-            out.flush()
-            story_args = parse_args(argv)
-            response = await perform(build_request(story_args,
-                                                   streams.stdin), timeline)
-            show_response(response, story_args, out, out)
-            outcome = (response.code, len(response),
-                       str(response.stop_reason))
-            if outcome != expected:
-                failures.append(f'{heading.split(".")[0]}: expected '
-                                f'{expected}, got {outcome}')
-    finally:
-        _close_clients()
-        server.stop()
-        await server.close_all_connections()
+    for heading, story, argv, expected in stories:
+        out.write(f'\n{heading}\n{_wrap(story)}\n'
+                  f'   $ {PROG} {_shell_join(argv)}\n')
+        out.flush()
+        story_args = parse_args(argv)
+        response = await perform(build_request(story_args,
+                                               streams.stdin), timeline)
+        show_response(response, story_args, out, out)
+        outcome = (response.code, len(response),
+                   str(response.stop_reason))
+        if outcome != expected:
+            failures.append(f'{heading.split(".")[0]}: expected '
+                            f'{expected}, got {outcome}')
     elapsed = time.monotonic() - started
     if failures:
         out.write(f'\ndemo: unexpected results: {"; ".join(failures)}\n')
@@ -1024,7 +1218,9 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None,
         :mod:`sys`, as :data:`os.devnull`)
 
     A closed pipe on stdout or stderr (``... | head -1``) ends the command
-    quietly with :data:`EXIT_BROKEN_PIPE`.
+    quietly with :data:`EXIT_BROKEN_PIPE`; any other failure to write them
+    (a full disk) is one line on stderr, when stderr can still be written,
+    and :data:`EXIT_WRITE_ERROR`.
 
     """
     if argv is None:
@@ -1044,24 +1240,37 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None,
             stdin, sys.stdout or stack.enter_context(_devnull()),
             sys.stderr or stack.enter_context(_devnull()))
         try:
-            return _main(argv, streams)
+            code = _main(argv, streams)
         except BrokenPipeError:
-            _silence_broken_pipes(streams)
+            code = EXIT_BROKEN_PIPE
+        # what is left in a buffer (argparse's --help) fails only now
+        failure = _settle(streams)
+        if failure is None or code != EXIT_OK:
+            return code
+        if isinstance(failure, BrokenPipeError):
             return EXIT_BROKEN_PIPE
+        return _report(f'cannot write to stdout: '
+                       f'{failure.strerror or failure}', streams.stderr,
+                       EXIT_WRITE_ERROR)
 
 
 def _devnull() -> typing.TextIO:
     return open(os.devnull, 'w', encoding='utf-8')
 
 
-def _silence_broken_pipes(streams: Streams) -> None:
-    """Point the broken standard streams at :data:`os.devnull`, so that
-    Python's flush at exit does not report the broken pipe again (as the
-    :mod:`signal` documentation recommends)."""
+def _settle(streams: Streams) -> typing.Optional[OSError]:
+    """Flush stdout and stderr, and point each one that fails (a broken
+    pipe, a full disk) at :data:`os.devnull`, so that Python's flush at
+    exit does not report it again (as the :mod:`signal` documentation
+    recommends); return the first failure of stdout."""
+    failure = None
     for stream in (streams.stdout, streams.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError) as error:
+            if (failure is None and stream is streams.stdout
+                    and isinstance(error, OSError)):
+                failure = error
             try:
                 descriptor = stream.fileno()
             except (OSError, ValueError, AttributeError):
@@ -1069,6 +1278,7 @@ def _silence_broken_pipes(streams: Streams) -> None:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, descriptor)
             os.close(devnull)
+    return failure
 
 
 def _main(argv: typing.Sequence[str], streams: Streams) -> int:
@@ -1078,11 +1288,13 @@ def _main(argv: typing.Sequence[str], streams: Streams) -> int:
             _use_curl()
     except UsageError as error:
         return _usage_error(error, streams.stderr)
+    except OutputError as error:  # --help or --version
+        return _report(str(error), streams.stderr, EXIT_WRITE_ERROR)
     except SystemExit as done:  # --help and --version
         return done.code if isinstance(done.code, int) else EXIT_OK
     handler = logging.StreamHandler(streams.stderr)
-    handler.setFormatter(logging.Formatter('%(levelname)s %(name)s: '
-                                           '%(message)s'))
+    handler.setFormatter(_EscapingFormatter('%(levelname)s %(name)s: '
+                                            '%(message)s'))
     # without -v the timeline says what the package's log lines would
     handler.setLevel(logging.DEBUG if args.verbose else logging.ERROR)
     logger = http.LOGGER
@@ -1101,8 +1313,11 @@ def _main(argv: typing.Sequence[str], streams: Streams) -> int:
                            else run(args, streams))
     except UsageError as error:
         return _usage_error(error, streams.stderr)
+    except OutputError as error:
+        return _report(str(error), streams.stderr, EXIT_WRITE_ERROR)
     except KeyboardInterrupt:
-        streams.stderr.write('\ninterrupted\n')
+        with contextlib.suppress(OSError, ValueError):
+            streams.stderr.write('\ninterrupted\n')
         return EXIT_INTERRUPTED
     finally:
         logger.removeHandler(handler)
@@ -1122,6 +1337,13 @@ def _use_curl() -> None:
 
 def _usage_error(error: UsageError, stderr: typing.TextIO) -> int:
     message = ' '.join(str(error).split())
-    stderr.write(f'{PROG}: error: {message} (see --help)\n')
-    stderr.flush()
-    return EXIT_USAGE
+    return _report(f'{message} (see --help)', stderr, EXIT_USAGE)
+
+
+def _report(message: str, stderr: typing.TextIO, code: int) -> int:
+    """Write the one-line error `message` to `stderr` if it can be written
+    (the exit code is the answer either way) and return `code`."""
+    with contextlib.suppress(OSError, ValueError):
+        stderr.write(f'{PROG}: error: {message}\n')
+        stderr.flush()
+    return code
