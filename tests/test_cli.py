@@ -1354,9 +1354,11 @@ def test_value_options_match_the_parser() -> None:
 
 @pytest.mark.parametrize('url', [
     'http://example.com', 'https://127.0.0.1:8443/a?b=c',
-    'HTTP://Example.com/', 'http://user:pw@[::1]:80/'])
+    'HTTP://Example.com/', 'http://user:pw@[::1]:80/',
+    'http://h/caf\u00e9?q=\u00fc'])
 def test_check_url_accepts(url: str) -> None:
-    """Absolute http and https URLs with a host are accepted."""
+    """Absolute http and https URLs with a host are accepted, text
+    outside ASCII too (the package percent-encodes it)."""
     assert _cli.check_url(url) == url
 
 

@@ -1163,3 +1163,332 @@ def test_msgpack_still_keeps_binary() -> None:
     """The msgpack path is unchanged: bytes stay binary."""
     data = _content.serialize({'b': b'\x00\xff'}, 'application/msgpack')
     assert msgpack.unpackb(data, raw=False) == {'b': b'\x00\xff'}
+
+
+# -- what an adversarial review found ---------------------------------------
+
+
+@pytest.mark.parametrize('value, expected', [
+    (' Bearer tok ', 'Bearer tok'), ('\tv\t', 'v'), ('a b', 'a b'),
+    (b' raw ', 'raw'), ('   ', '')])
+def test_edge_white_space_is_not_part_of_a_value(value: typing.Any,
+                                                 expected: str) -> None:
+    """Spaces and tabs at either end are dropped (RFC 9110 5.5), so that
+    tornado never refuses the value with a message that shows it."""
+    assert _checks.header_value('Authorization', value) == expected
+
+
+@pytest.mark.parametrize('name', [None, 1, (1, 2)])
+def test_response_headers_take_any_key_like_a_dict(name: typing.Any) -> None:
+    """Keys that are not str behave as in a plain dict: get gives the
+    default, [] raises KeyError."""
+    headers = http.ResponseHeaders(cookie_headers())
+    assert headers.get(name) is None
+    assert name not in headers
+    with pytest.raises(KeyError):
+        headers[name]
+    assert headers.setdefault('x-default') is None
+    assert headers['X-Default'] is None
+
+
+@pytest.mark.parametrize('params', [
+    {'a': {'b': 1}}, {'a': {1, 2}}, [('a', [[1]])], {'a': ({'b': 1},)}])
+def test_params_refuse_values_sent_as_a_repr(params: typing.Any) -> None:
+    """A mapping, set or nested list as a query value is a TypeError: it
+    would be sent as its Python repr."""
+    with pytest.raises(TypeError, match="params value of 'a'"):
+        _checks.params(params)
+
+
+@pytest.mark.parametrize('value, error', [
+    (1e16, ValueError), (10 ** 400, ValueError), (-10 ** 400, ValueError)])
+def test_seconds_beyond_any_timer_are_refused(
+        value: typing.Any, error: typing.Type[Exception]) -> None:
+    """More seconds than a timer holds is a ValueError, not an
+    OverflowError from curl later."""
+    with pytest.raises(error, match='request_timeout'):
+        _checks.seconds('request_timeout', value)
+
+
+def test_huge_int_timeout_is_no_limit_where_infinity_is() -> None:
+    """An int too large for a float counts as infinity."""
+    assert _checks.seconds('t', 10 ** 400, infinite=True) == math.inf
+
+
+@pytest.mark.parametrize('error', [
+    FileNotFoundError(2, 'No such file', 'ca.pem'),
+    PermissionError(13, 'Permission denied', 'client.key'),
+    IsADirectoryError(21, 'Is a directory', '/etc')])
+def test_unreadable_tls_files_are_not_retried(error: OSError) -> None:
+    """A ca_certs or client_cert that cannot be read fails the same way
+    every time: fatal, where other OSErrors are connection failures."""
+    from sprockets.mixins.http import _client
+    assert _client.classify(error) is http.Failure.FATAL
+    assert _client.classify(ConnectionResetError()) is (
+        http.Failure.CONNECTION)
+
+
+def test_json_body_with_a_byte_order_mark_decodes() -> None:
+    """A UTF-8 BOM before JSON is ignored (RFC 8259 section 8.1)."""
+    assert _content.deserialize(codecs.BOM_UTF8 + b'{"a":1}',
+                                'application/json') == {'a': 1}
+    assert _content.deserialize(codecs.BOM_UTF8 + b'[]',
+                                'application/json; charset=utf-8') == []
+
+
+class PostOnceHandler(RecordingHandler):
+    """A 307 whose Location resolves to the request's own URL."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.set_status(307)
+        self.set_header('Location', self.get_query_argument('to'))
+        self.finish()
+
+
+class HopTicksClockHandler(RecordingHandler):
+    """Each hop moves the client's virtual clock 0.6 s on, then
+    redirects to the next hop."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.settings['clock'].now += 0.6
+        hop = int(self.request.path.rsplit('/', 1)[1])
+        if hop < 4:
+            self.redirect(f'/tick/{hop + 1}')
+        else:
+            self.finish({'done': True})
+
+
+class CookieEchoHandler(RecordingHandler):
+    """503 to the first two requests, then 200."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        if len(self.log) < 3:
+            self.set_status(503)
+        self.finish()
+
+
+class DictBodyRetryClient(support.RecordingClient):
+    """A 2.x override that re-builds the body as a dict on retry."""
+
+    def _http_req_modify_for_retry(
+            self, response: http.HTTPResponse, attempt: int, url: str,
+            headers: typing.Dict[str, str], body: typing.Any
+    ) -> typing.Tuple[str, typing.Dict[str, str], typing.Any]:
+        document = json.loads(body)
+        document['attempt'] = attempt
+        return url, headers, document
+
+
+class IntSerializer(support.RecordingClient):
+    """A serializer override that returns what cannot be sent."""
+
+    def _http_req_body_serialize(self, body: typing.Any,
+                                 content_type: typing.Any) -> typing.Any:
+        return 42
+
+
+class BytesCorrelatedClient(support.RecordingClient):
+    correlation_id = b'abc-123'
+
+
+class ReviewCases(support.ServerTestCase):
+    """Findings of the adversarial review, on both clients."""
+
+    __test__ = False
+
+    def get_app(self) -> web.Application:
+        self.log: Log = []
+        self.clock = support.VirtualClockClient()
+        return web.Application([
+            ('/echo', EchoHandler, {'log': self.log}),
+            ('/unavailable', UnavailableHandler, {'log': self.log}),
+            ('/post-once', PostOnceHandler, {'log': self.log}),
+            ('/bad-location', BadLocationHandler, {'log': self.log}),
+            (r'/tick/\d+', HopTicksClockHandler, {'log': self.log}),
+            ('/cookies', CookieEchoHandler, {'log': self.log}),
+            (r'/.*', EchoHandler, {'log': self.log}),
+        ], clock=self.clock)
+
+    def location(self, target: str) -> str:
+        return self.get_url('/bad-location?to=' + urllib_quote(target))
+
+    @testing.gen_test
+    async def test_white_space_around_values_is_dropped(self) -> None:
+        """A value with spaces at its ends is sent without them, from
+        request_headers, user_agent and Client headers alike."""
+        await support.RecordingClient().http_fetch(
+            self.get_url('/echo'), user_agent=' agent/1 ',
+            request_headers={'Authorization': 'Bearer SECRET '})
+        async with http.Client(self.get_url('/'),
+                               headers={'X-Tenant': '\tacme '}) as client:
+            await client.get('echo')
+        self.assertEqual(
+            (self.log[0].headers['Authorization'],
+             self.log[0].headers['User-Agent'],
+             self.log[1].headers['X-Tenant']),
+            ('Bearer SECRET', 'agent/1', 'acme'))
+
+    @testing.gen_test
+    async def test_patched_fetch_with_dict_headers(self) -> None:
+        """A 2.x test's fetch returning a response built with a dict of
+        headers works: the body decodes, headers is a dict."""
+        async def fetch(this: typing.Any, request: typing.Any,
+                        **kwargs: typing.Any) -> httpclient.HTTPResponse:
+            return httpclient.HTTPResponse(
+                request, 200, headers={'Content-Type': 'application/json',
+                                       'Warning': '199 - "canned"',
+                                       'Link': '<http://h/n>; rel=next'},
+                buffer=io.BytesIO(b'{"canned": true}'))
+
+        with mock.patch.object(httpclient.AsyncHTTPClient, 'fetch', fetch):
+            response = await support.RecordingClient().http_fetch(
+                self.get_url('/echo'))
+        self.assertEqual(response.body, {'canned': True})
+        self.assertEqual(response.headers['content-type'],
+                         'application/json')
+        self.assertEqual(response.links,
+                         [{'target': 'http://h/n', 'rel': 'next'}])
+
+    @testing.gen_test
+    async def test_locations_without_a_host_are_not_followed(self) -> None:
+        """An empty Location, '//' and 'http://' would resolve to the
+        request's own URL: the POST is sent once and the 307 returned."""
+        for target in ('', '//', 'http://', '  '):
+            with self.subTest(target=target):
+                self.log.clear()
+                response = await support.RecordingClient().http_fetch(
+                    self.get_url('/post-once?to=' + urllib_quote(target)),
+                    method='POST', body=b'once', follow_redirects=True)
+                self.assertEqual(len(self.log), 1)
+                self.assertEqual(response.code, 307)
+                self.assertIsInstance(response.records[0].redirect_error,
+                                      ValueError)
+                self.assertEqual(response.stop_reason, 'not-retryable')
+
+    @testing.gen_test
+    async def test_redirect_targets_are_percent_encoded(self) -> None:
+        """A Location with a space or non-ASCII text is sent
+        percent-encoded, never as raw text in the request line."""
+        client = support.RecordingClient()
+        for target, path in (('/after HTTP/1.0', '/after%20HTTP/1.0'),
+                             ('/café', '/caf%C3%A9')):
+            with self.subTest(target=target):
+                self.log.clear()
+                response = await client.http_fetch(
+                    self.location(target), follow_redirects=True)
+                self.assertTrue(response.ok, response.exceptions)
+                self.assertEqual(self.log[-1].path, path)
+
+    @testing.gen_test
+    async def test_non_ascii_paths_are_sent_by_both_clients(self) -> None:
+        """A non-ASCII path is percent-encoded as UTF-8, so both clients
+        send it (curl refused raw text)."""
+        response = await support.RecordingClient().http_fetch(
+            self.get_url('/café?q=ü'))
+        self.assertTrue(response.ok, response.exceptions)
+        self.assertEqual(self.log[0].uri, '/caf%C3%A9?q=%C3%BC')
+
+    @testing.gen_test
+    async def test_white_space_in_the_host_is_recorded(self) -> None:
+        """A tab or line break in the authority is an invalid URL on both
+        clients (urlsplit drops them silently)."""
+        url = self.get_url('/echo').replace('/echo', '\t/echo')
+        response = await support.RecordingClient().http_fetch(url)
+        self.assertEqual(response.stop_reason, 'not-retryable')
+        self.assertIn('white space', str(response.exceptions[0]))
+        self.assertEqual(self.log, [])
+
+    @testing.gen_test
+    async def test_deadline_bounds_the_hops_of_a_redirect(self) -> None:
+        """Hops of one attempt draw on the deadline too: with 0.6 s per
+        hop and a 1 s deadline the call stops after two hops."""
+        client = self.clock
+        response = await client.http_fetch(
+            self.get_url('/tick/0'), follow_redirects=True, deadline=1.0)
+        self.assertEqual(response.stop_reason, 'deadline')
+        self.assertEqual(response.code, 302)
+        self.assertEqual([request.path for request in self.log],
+                         ['/tick/0', '/tick/1'])
+
+    @testing.gen_test
+    async def test_methods_tornado_refuses_are_refused_before(self) -> None:
+        """A body with DELETE or OPTIONS, or TRACE without
+        allow_nonstandard_methods, raises before sending instead of
+        being recorded as a failed attempt."""
+        client = support.RecordingClient()
+        for kwargs in ({'method': 'DELETE', 'body': b'x'},
+                       {'method': 'OPTIONS', 'body': {'a': 1}},
+                       {'method': 'TRACE'}, {'method': 'FOO'}):
+            with self.subTest(**kwargs), self.assertRaisesRegex(
+                    ValueError, 'allow_nonstandard_methods'):
+                await client.http_fetch(self.get_url('/echo'), **kwargs)
+        self.assertEqual(self.log, [])
+        response = await client.http_fetch(
+            self.get_url('/echo'), method='DELETE', body=b'x',
+            allow_nonstandard_methods=True)
+        self.assertTrue(response.ok)
+        self.assertEqual(self.log[0].body, b'x')
+
+    @testing.gen_test
+    async def test_repeated_request_headers_stay_apart_on_retry(
+            self) -> None:
+        """Two Cookie fields are two fields on every attempt, not one
+        joined with a comma from the second attempt on."""
+        headers = httputil.HTTPHeaders()
+        headers.add('Cookie', 'a=1')
+        headers.add('Cookie', 'b=2')
+        response = await support.RecordingClient().http_fetch(
+            self.get_url('/cookies'), request_headers=headers)
+        self.assertTrue(response.ok)
+        self.assertEqual(
+            [request.headers.get_list('Cookie') for request in self.log],
+            [['a=1', 'b=2']] * 3)
+
+    @testing.gen_test
+    async def test_retry_hook_returning_a_dict_body(self) -> None:
+        """A dict body from the retry hook is serialized by the call's
+        content type, as the first attempt's was."""
+        await DictBodyRetryClient().http_fetch(
+            self.get_url('/unavailable'), method='PUT', body={'a': 1},
+            content_type='application/json')
+        self.assertEqual([json.loads(request.body) for request in self.log],
+                         [{'a': 1}, {'a': 1, 'attempt': 1},
+                          {'a': 1, 'attempt': 2}])
+
+    @testing.gen_test
+    async def test_small_fixes(self) -> None:
+        """content_type=None means the default; a bytes correlation_id is
+        its text; a huge max_redirects works on curl too; a serializer
+        returning an int raises naming the hook."""
+        await support.RecordingClient().http_fetch(
+            self.get_url('/echo'), method='POST', body=b'x',
+            content_type=None)
+        await BytesCorrelatedClient().http_fetch(self.get_url('/echo'))
+        response = await support.RecordingClient().http_fetch(
+            self.location('/echo'), follow_redirects=True,
+            max_redirects=2 ** 70)
+        self.assertTrue(response.ok, response.exceptions)
+        self.assertEqual(self.log[0].headers['Content-Type'],
+                         'application/msgpack')
+        self.assertEqual(self.log[1].headers['Correlation-Id'], 'abc-123')
+        with self.assertRaisesRegex(TypeError, '_http_req_body_serialize'):
+            await IntSerializer().http_fetch(
+                self.get_url('/echo'), method='POST', body={'a': 1})
+        self.assertEqual(len(self.log), 4)
+
+
+def urllib_quote(text: str) -> str:
+    import urllib.parse
+    return urllib.parse.quote(text, safe='')
+
+
+class TestReviewSimple(ReviewCases):
+    __test__ = True
+
+
+class TestReviewCurl(ReviewCases):
+    __test__ = True
+    implementation = support.CURL

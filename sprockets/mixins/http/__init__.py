@@ -75,7 +75,6 @@ _DEFAULT_ACCEPT = ', '.join(str(value) for value in AVAILABLE_CONTENT_TYPES)
 # what the package can decompress: gzip, plus br and zstd with their extras
 _DEFAULT_ACCEPT_ENCODING = _content.ACCEPT_ENCODING
 _BODY_EXPECTED = frozenset({'POST', 'PUT', 'PATCH'})
-_BODY_FORBIDDEN = frozenset({'GET', 'HEAD'})
 
 _ContentTypeArg = typing.Union[str, datastructures.ContentType]
 
@@ -159,7 +158,10 @@ class HTTPClientMixin:
         before anything is sent.
 
         :param url: the URL, or anything whose :func:`str` is one
-        :param method: the request method, sent upper-cased
+        :param method: the request method, sent upper-cased; a method
+            tornado does not know (``TRACE``, ``PROPFIND``), or a body with
+            a method other than POST, PUT and PATCH, needs
+            `allow_nonstandard_methods`
         :param request_headers: headers to send; the mapping is copied,
             never changed
         :param body: the request body.  :class:`dict`, :class:`list` and
@@ -168,7 +170,8 @@ class HTTPClientMixin:
             :class:`bytes` are sent as they are; :data:`None` sends no body
             (an empty one for POST, PUT and PATCH)
         :param content_type: the Content-Type of `body`, sent whenever a
-            body is given unless `request_headers` has one
+            body is given unless `request_headers` has one; :data:`None`
+            means :data:`CONTENT_TYPE_MSGPACK`
         :param follow_redirects: follow 3xx responses
         :param max_redirects: how many redirects to follow; :data:`None`
             means :attr:`MAX_REDIRECTS`
@@ -256,15 +259,13 @@ class HTTPClientMixin:
             if pairs:
                 url = httputil.url_concat(url, pairs)
         verb = _checks.method(method)
-        if (body is not None and verb in _BODY_FORBIDDEN
-                and not allow_nonstandard_methods):
-            raise ValueError(f'a {verb} request cannot have a body; pass '
-                             'allow_nonstandard_methods=True to send one')
+        _check_method_and_body(verb, body, allow_nonstandard_methods)
         policy = self._http_req_retry_policy(
             retry_policy, max_http_attempts, retry_timeout, dont_retry,
             deadline)
         content_type = _checks.header_value(
-            'Content-Type', str(content_type), what='content_type')
+            'Content-Type', str(CONTENT_TYPE_MSGPACK if content_type is None
+                                else content_type), what='content_type')
         if (body is not None and _content.codec_for(content_type)
                 == _content.MULTIPART and 'boundary=' not in
                 content_type.lower()):
@@ -278,8 +279,8 @@ class HTTPClientMixin:
             payload: typing.Union[bytes, str, None] = (
                 b'' if verb in _BODY_EXPECTED else None)
         else:
-            payload = self._http_req_body_serialize(
-                body, headers.get('Content-Type', content_type))
+            payload = _serialized(self._http_req_body_serialize(
+                body, headers.get('Content-Type', content_type)))
         # raises now for text its charset cannot carry
         _content.encode_body(payload, headers.get('Content-Type'))
         if policy.idempotency_key and not policy.is_idempotent(verb,
@@ -408,6 +409,8 @@ class HTTPClientMixin:
 
         """
         correlation_id = getattr(self, 'correlation_id', None)
+        if isinstance(correlation_id, (bytes, bytearray)):
+            return bytes(correlation_id).decode('latin-1')
         if correlation_id:
             return str(correlation_id)
         request = getattr(self, 'request', None)
@@ -571,6 +574,37 @@ def _timeout(name: str, value: typing.Optional[float], attribute: str,
         name, value = attribute, default
     seconds = typing.cast(float, _checks.seconds(name, value, infinite=True))
     return 0.0 if math.isinf(seconds) else seconds
+
+
+# what tornado's clients send without allow_nonstandard_methods
+_STANDARD_METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'DELETE',
+                               'PATCH', 'OPTIONS'})
+
+
+def _check_method_and_body(method: str, body: typing.Any,
+                           allow_nonstandard_methods: bool) -> None:
+    """Refuse, before sending, what tornado would refuse inside fetch
+    (where it would be recorded as a failed attempt): a method it does not
+    know, or a body with a method that takes none, unless
+    `allow_nonstandard_methods`."""
+    if allow_nonstandard_methods:
+        return
+    if method not in _STANDARD_METHODS:
+        raise ValueError(f'tornado sends the method {method} only with '
+                         'allow_nonstandard_methods=True')
+    if body is not None and method not in _BODY_EXPECTED:
+        raise ValueError(f'a {method} request cannot have a body; pass '
+                         'allow_nonstandard_methods=True to send one')
+
+
+def _serialized(payload: typing.Any) -> typing.Union[bytes, str]:
+    """Check what `_http_req_body_serialize` returned."""
+    if isinstance(payload, (bytes, str)):
+        return payload
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError('_http_req_body_serialize must return bytes or str, '
+                    f'got {type(payload).__name__}')
 
 
 def _deadline(value: typing.Optional[float]) -> typing.Optional[float]:

@@ -37,12 +37,18 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # HTAB, as tornado refuses them; CR, LF and NUL are the dangerous ones
 _BAD_VALUE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f]')
 
-# a request line or a URL's path cannot carry these as they are
-_UNSAFE_IN_URL = re.compile(r'[\x00-\x20\x7f]')
+# a request line cannot carry these as they are: controls, space, and
+# (for curl, which refuses them) anything outside ASCII
+_UNSAFE_IN_URL = re.compile(r'[^\x21-\x7e]')
 # the WHATWG URL Standard strips these from both ends of a URL
 _URL_EDGES = ''.join(chr(code) for code in range(0x21))
 
 HeaderValue = typing.Union[str, bytes]
+
+#: The most seconds a finite number of seconds may be: about 31 years,
+#: which every client's timer (curl counts milliseconds in a C long) and
+#: the event loop can hold.
+MAX_SECONDS = 1e9
 
 
 def seconds(name: str, value: typing.Any, *, allow_none: bool = False,
@@ -58,7 +64,8 @@ def seconds(name: str, value: typing.Any, *, allow_none: bool = False,
     :raises TypeError: for :class:`bool`, a :class:`str` or anything that
         is not a real number
     :raises ValueError: for NaN, a negative number, ``0`` when `positive`,
-        or infinity unless `infinite`
+        more than :data:`MAX_SECONDS` (but infinity), or infinity unless
+        `infinite`
 
     """
     if value is None and allow_none:
@@ -66,16 +73,25 @@ def seconds(name: str, value: typing.Any, *, allow_none: bool = False,
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f'{name} must be a number of seconds, '
                         f'got {value!r}')
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int of 400 digits
+        number = -math.inf if str(value).startswith('-') else math.inf
     if math.isnan(number):
         raise ValueError(f'{name} must be a number of seconds, got NaN')
     if number < 0 or (positive and number == 0):
         relation = 'greater than 0' if positive else '0 or more'
         raise ValueError(f'{name} must be {relation} seconds, '
                          f'got {value!r}')
-    if math.isinf(number) and not infinite:
-        raise ValueError(f'{name} must be a finite number of seconds, '
-                         f'got {value!r}')
+    if math.isinf(number):
+        if not infinite:
+            raise ValueError(f'{name} must be a finite number of seconds, '
+                             f'got {value!r}')
+    elif number > MAX_SECONDS:
+        raise ValueError(
+            f'{name} must be at most {MAX_SECONDS:.0f} seconds (about 31 '
+            f'years), got {value!r}' + (': pass math.inf for no limit'
+                                        if infinite else ''))
     return number
 
 
@@ -132,8 +148,10 @@ def header_value(name: str, value: typing.Any, *,
     """Return the value of field `name` as the text that is sent.
 
     :class:`bytes` are decoded as Latin-1 (what HTTP/1.1 carries), as 2.x
-    sent them.  The message of an error names the header and never shows
-    its value.
+    sent them.  Spaces and tabs at either end are removed: they are not
+    part of a field value (RFC 9110 section 5.5), a recipient drops them,
+    and tornado refuses to send them.  The message of an error names the
+    header and never shows its value.
 
     :raises TypeError: for :data:`None` or any value that is neither
         :class:`str` nor :class:`bytes`
@@ -151,6 +169,7 @@ def header_value(name: str, value: typing.Any, *,
     if _BAD_VALUE.search(text):
         raise ValueError(f'{what} {name!r} has a control character (CR, '
                          'LF, NUL …) in its value: a value is one line')
+    text = text.strip(' \t')
     if not text.isascii():
         try:
             text.encode('latin-1')
@@ -193,10 +212,13 @@ def url(value: typing.Any) -> str:
 
     Anything whose :func:`str` is a URL is accepted (a :class:`str`, a
     ``yarl.URL``, a ``furl``).  Like the WHATWG URL Standard, spaces and
-    control characters are stripped from both ends; those left inside the
-    path, query or fragment are percent-encoded (a space is ``%20``), so
-    that they can never split the request line.  What else is wrong with
-    the URL (a missing host, another scheme) is for the engine to record.
+    control characters are stripped from both ends, and those left inside
+    the path, query or fragment are percent-encoded (a space is ``%20``),
+    so that they can never split the request line; so are characters
+    outside ASCII, as UTF-8 (``/café`` is sent as ``/caf%C3%A9``), which
+    every client can then send alike.  What else is wrong with the URL (a
+    missing host, another scheme, a space in the host) is for the engine
+    to record.
 
     :raises TypeError: for :data:`None`, :class:`bytes` (decode them
         first) and objects whose :func:`str` is not a URL (no ``__str__``
@@ -240,8 +262,12 @@ def _has_own_str(cls: type) -> bool:
 
 
 def _percent_encode_unsafe(text: str) -> str:
-    return _UNSAFE_IN_URL.sub(lambda match: f'%{ord(match.group()):02X}',
-                              text)
+    return _UNSAFE_IN_URL.sub(_percent_encoded, text)
+
+
+def _percent_encoded(match: typing.Match[str]) -> str:
+    return ''.join(f'%{byte:02X}' for byte in match.group().encode(
+        'utf-8', 'surrogatepass'))
 
 
 def params(value: typing.Any) -> typing.List[typing.Tuple[str, typing.Any]]:
@@ -253,7 +279,9 @@ def params(value: typing.Any) -> typing.List[typing.Tuple[str, typing.Any]]:
     :data:`None` item is dropped too).
 
     :raises TypeError: for anything else, a name that is not a
-        :class:`str`, or a pair that is not a pair
+        :class:`str`, a pair that is not a pair, or a value that is a
+        mapping, a set or a list inside a list (it would be sent as its
+        Python repr)
 
     """
     if isinstance(value, typing.Mapping):
@@ -273,7 +301,15 @@ def params(value: typing.Any) -> typing.List[typing.Tuple[str, typing.Any]]:
             raise TypeError(f'params names must be str, got {name!r}')
         values = (argument if isinstance(argument, (list, tuple))
                   else (argument,))
-        pairs.extend((name, one) for one in values if one is not None)
+        for one in values:
+            if isinstance(one, (typing.Mapping, set, frozenset, list,
+                                tuple)):
+                raise TypeError(
+                    f'params value of {name!r} cannot be a '
+                    f'{type(one).__name__}: use str, numbers, or a list of '
+                    'them to repeat the name')
+            if one is not None:
+                pairs.append((name, one))
     return pairs
 
 

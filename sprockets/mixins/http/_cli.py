@@ -320,10 +320,11 @@ def parse_args(argv: typing.Sequence[str]) -> argparse.Namespace:
 def check_url(url: str) -> str:
     """Return `url` when it is an absolute http or https URL with a host.
 
-    What the package would have to strip or percent-encode to send it
-    (:func:`sprockets.mixins.http._checks.url`: a space, a control
-    character) is refused here instead, as a typo is more likely than a
-    wish; so are the C1 controls.
+    What the package would strip or percent-encode as a programming
+    error's last resort (:func:`sprockets.mixins.http._checks.url`: white
+    space, a control character, C1 controls included) is refused here
+    instead, as a typo is more likely than a wish.  Text outside ASCII
+    (``/café``) is sent percent-encoded as UTF-8, as by the package.
 
     :raises UsageError: naming what is wrong with it
 
@@ -331,12 +332,12 @@ def check_url(url: str) -> str:
     if not url or any(character.isspace() for character in url):
         raise UsageError(f'invalid URL {url!r}: it is empty or contains '
                          'whitespace')
-    if _checks.url(url) != url or _CONTROL.search(url):
-        raise UsageError(f'invalid URL {url!r}: it contains a control '
-                         'character')
     if _has_surrogates(url):
         raise UsageError(f'invalid URL {url!r}: it contains bytes that are '
                          'not valid in the locale\'s encoding')
+    if _CONTROL.search(url):
+        raise UsageError(f'invalid URL {url!r}: it contains a control '
+                         'character')
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port

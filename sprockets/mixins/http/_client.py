@@ -107,6 +107,11 @@ def classify(error: BaseException) -> _retry.Failure:
         return _retry.Failure.FATAL
     if isinstance(error, TimeoutError):
         return _retry.Failure.TIMEOUT
+    if isinstance(error, (FileNotFoundError, IsADirectoryError,
+                          NotADirectoryError, PermissionError)):
+        # a ca_certs or client_cert file that cannot be read: the same
+        # next time
+        return _retry.Failure.FATAL
     if isinstance(error, OSError):
         # socket.gaierror: name resolution failed, nothing was sent
         if type(error).__name__ == 'gaierror':
@@ -155,12 +160,24 @@ def _inspect_url(url: str) -> typing.Tuple[typing.Tuple[str, str, int],
                    else 'no scheme')
     elif not host:
         problem = 'no host'
-    elif _BAD_HOST.search(parts.netloc):
+    elif _BAD_HOST.search(_authority(url)):
+        # urlsplit drops tabs and line breaks: look at the text itself
         problem = 'white space or control characters in the host'
     return (scheme, host, port), problem
 
 
 _BAD_HOST = re.compile(r'[\x00-\x20\x7f]')
+
+
+def _authority(url: str) -> str:
+    """The text between ``//`` and the path, query or fragment."""
+    rest = url.partition('//')[2]
+    end = len(rest)
+    for mark in '/?#':
+        found = rest.find(mark)
+        if found != -1:
+            end = min(end, found)
+    return rest[:end]
 
 
 def redact_headers(headers: typing.Mapping[str, str]
@@ -308,7 +325,8 @@ async def run(owner: HTTPClientMixin, call: Call,
         if timeouts is None:  # a sleep overshot the deadline
             stop_reason = _retry.StopReason.DEADLINE
             break
-        sender = _Attempt(call, attempt, url, headers, body, timeouts)
+        sender = _Attempt(call, attempt, url, headers, body, timeouts,
+                          _time_left(clock, started, deadline))
         record = _response.AttemptRecord(attempt, attempt_start - started)
         response.records.append(record)
         if LOGGER.isEnabledFor(logging.DEBUG):
@@ -329,6 +347,8 @@ async def run(owner: HTTPClientMixin, call: Call,
             previous_delay=previous_delay)
         if outcome.redirect_loop:
             stop_reason = _retry.StopReason.TOO_MANY_REDIRECTS
+        elif outcome.deadline_reached:  # between two hops of a redirect
+            stop_reason = _retry.StopReason.DEADLINE
         elif outcome.redirect_error is not None:
             # the same Location would come again: the redirect is the answer
             stop_reason = _retry.StopReason.NOT_RETRYABLE
@@ -391,16 +411,36 @@ def _modified_for_retry(
     about to be sent, a plain dict copy of the headers), and check what
     it returns as the call's own arguments are checked."""
     url, changed, body = owner._http_req_modify_for_retry(
-        response, attempts, url, dict(headers), body)
+        response, attempts, url, _plain_dict(headers), body)
+    repeated = (headers if isinstance(headers, httputil.HTTPHeaders)
+                else httputil.HTTPHeaders())
     checked = httputil.HTTPHeaders()
     for name, value in _checks.header_pairs(
             changed, argument='the headers _http_req_modify_for_retry '
             'returned'):
-        checked.add(name, value)
+        values = repeated.get_list(name)
+        if len(values) > 1 and value == ','.join(values):
+            for one in values:  # unchanged: keep the fields apart
+                checked.add(name, one)
+        else:
+            checked.add(name, value)
+    if isinstance(body, (dict, list, tuple)):  # serialize it, as 2.x did
+        body = owner._http_req_body_serialize(
+            body, checked.get('Content-Type'))
+    if isinstance(body, (bytearray, memoryview)):
+        body = bytes(body)
     if body is not None and not isinstance(body, (bytes, str)):
         raise TypeError('_http_req_modify_for_retry must return the body '
                         f'as bytes, str or None, got {type(body).__name__}')
     return _checks.url(url), checked, body
+
+
+def _plain_dict(headers: typing.Mapping[str, str]) -> typing.Dict[str, str]:
+    """`headers` as the plain dict 2.x hooks got: one key per name,
+    repeated fields joined with a comma (tornado's own value)."""
+    if isinstance(headers, httputil.HTTPHeaders):
+        return {name: headers[name] for name in headers}
+    return dict(headers)
 
 
 def _call_hook(hook: typing.Callable[..., None], *args: typing.Any) -> None:
@@ -410,6 +450,16 @@ def _call_hook(hook: typing.Callable[..., None], *args: typing.Any) -> None:
         hook(*args)
     except Exception:
         LOGGER.exception('%s failed', getattr(hook, '__name__', hook))
+
+
+def _time_left(clock: typing.Callable[[], float], started: float,
+               deadline: typing.Optional[float]
+               ) -> typing.Callable[[], typing.Optional[float]]:
+    """Return a function that says how many seconds are left before the
+    deadline (:data:`None`: no deadline), for the hops of a redirect."""
+    if deadline is None:
+        return lambda: None
+    return lambda: deadline - (clock() - started)
 
 
 def _timeouts(call: Call, deadline: typing.Optional[float],
@@ -434,6 +484,8 @@ class _Outcome(typing.NamedTuple):
     redirect_loop: bool = False
     #: why the redirect that is the response was not followed
     redirect_error: typing.Optional[ValueError] = None
+    #: the deadline came between two hops of a redirect
+    deadline_reached: bool = False
 
 
 class _Attempt:
@@ -442,8 +494,12 @@ class _Attempt:
     def __init__(self, call: Call, number: int, url: str,
                  headers: typing.MutableMapping[str, str],
                  body: typing.Union[bytes, str, None],
-                 timeouts: typing.Tuple[float, float]) -> None:
+                 timeouts: typing.Tuple[float, float],
+                 time_left: typing.Callable[[], typing.Optional[float]]
+                 = lambda: None) -> None:
         options = call.options
+        self.time_left = time_left
+        self.deadline_reached = False
         self.inflight = _abort.Inflight(options.get('prepare_curl_callback'))
         self.follow = bool(options.get('follow_redirects'))
         self.max_redirects = int(options.get('max_redirects') or 0)
@@ -456,7 +512,7 @@ class _Attempt:
         # redirects are followed by _send, not by tornado, so that both
         # clients keep credentials from other origins and report loops
         # alike; the curl handle is kept to abort a cancelled attempt
-        options = dict(options, follow_redirects=False,
+        options = dict(options, follow_redirects=False, max_redirects=None,
                        prepare_curl_callback=self.inflight.prepare_curl)
         if self.stream is not None and (
                 self.follow or number < call.policy.max_attempts):
@@ -497,6 +553,8 @@ class _Attempt:
         response._content_error = content_error
         record.status = result.code
         _log_warning_header(result)
+        if self.deadline_reached:
+            return _Outcome(result.code, deadline_reached=True)
         if self.redirect_error is not None:
             record.redirect_error = self.redirect_error
             LOGGER.warning('Not following the %s redirect of %s %s: %s',
@@ -526,7 +584,8 @@ class _Attempt:
             if problem is not None:
                 raise ValueError(f'invalid URL {redact_url(request.url)!r}: '
                                  f'{problem}')
-            result = await _abort.fetch(client, request, self.inflight)
+            result = _with_headers(
+                await _abort.fetch(client, request, self.inflight))
             if not (self.follow and result.code in _REDIRECTS
                     and 'Location' in result.headers):
                 return result, False
@@ -537,6 +596,15 @@ class _Attempt:
             except ValueError as error:  # an unusable Location
                 self.redirect_error = error
                 return result, False
+            left = self.time_left()
+            if left is not None:
+                if left < 0.001:  # see _timeouts
+                    self.deadline_reached = True
+                    return result, False
+                following.connect_timeout = min(
+                    following.connect_timeout or left, left)
+                following.request_timeout = min(
+                    following.request_timeout or left, left)
             hops += 1
             if self.chunks:
                 self.chunks.clear()  # a hop's body is not the answer
@@ -549,6 +617,15 @@ class _Attempt:
         streaming_callback."""
         if self.chunks and self.stream is not None:
             await _deliver(self.stream, self.chunks)
+
+
+def _with_headers(result: httpclient.HTTPResponse
+                  ) -> httpclient.HTTPResponse:
+    """Give `result` tornado HTTPHeaders when a patched fetch (a 2.x
+    test's) built it with a plain dict, which tornado keeps as it is."""
+    if not isinstance(result.headers, httputil.HTTPHeaders):
+        result.headers = httputil.HTTPHeaders(result.headers or {})
+    return result
 
 
 def _redirected(request: httpclient.HTTPRequest,
@@ -571,16 +648,25 @@ def _redirected(request: httpclient.HTTPRequest,
     :raises ValueError: when the ``Location`` is not a usable http(s) URL
 
     """
-    location = result.headers['Location']
+    location = result.headers['Location'].strip()
+    shown = redact_url(location)
+    if not location:
+        raise ValueError('the Location is empty')
     try:
+        reference = urllib.parse.urlsplit(location)
         target = urllib.parse.urljoin(request.url, location)
     except ValueError as error:  # "http://[::1"
-        raise ValueError(f'the Location {redact_url(location)!r} is not a '
-                         f'URL: {error}') from None
+        raise ValueError(f'the Location {shown!r} is not a URL: '
+                         f'{error}') from None
+    if (reference.scheme or location.startswith('//')) and not (
+            reference.hostname):
+        # urljoin would fall back to the request's own host
+        raise ValueError(f'the Location {shown!r} has no host')
+    target = _checks.url(target)
     problem = url_problem(target)
     if problem is not None:
-        raise ValueError(f'the Location {redact_url(location)!r} is not a '
-                         f'usable http(s) URL: {problem}')
+        raise ValueError(f'the Location {shown!r} is not a usable http(s) '
+                         f'URL: {problem}')
     following = copy.copy(request)
     following.url = target
     headers = httputil.HTTPHeaders(headers)

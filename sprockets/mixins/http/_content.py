@@ -229,6 +229,13 @@ def _codec_name(charset: str) -> str:
     return info.name
 
 
+def _codec_name_or_none(charset: str) -> typing.Optional[str]:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return None
+
+
 def charset_of(content_type: typing.Union[str, datastructures.ContentType,
                                           None]) -> typing.Optional[str]:
     """The ``charset`` parameter of `content_type`, or :data:`None`."""
@@ -420,9 +427,9 @@ def deserialize(body: bytes, content_type: typing.Optional[str]
     """Decode a response `body` by its `content_type` header value.
 
     JSON text is decoded with the ``charset`` parameter (UTF-8 when
-    absent); msgpack with ``raw=False``.  Any other content type returns
-    `body` unchanged.  An empty JSON or msgpack body decodes to
-    :data:`None`.
+    absent, a byte order mark ignored); msgpack with ``raw=False``.  Any
+    other content type returns `body` unchanged.  An empty JSON or msgpack
+    body decodes to :data:`None`.
 
     :raises ValueError: when the body cannot be decoded (this includes
         :exc:`UnicodeDecodeError`, :exc:`json.JSONDecodeError` and msgpack's
@@ -436,7 +443,9 @@ def deserialize(body: bytes, content_type: typing.Optional[str]
             return None
         parsed = parse_content_type(content_type)
         charset = (parsed.parameters.get('charset') if parsed else None)
-        text = body.decode(charset or 'utf-8')
+        if charset is None or _codec_name_or_none(charset) == 'utf-8':
+            charset = 'utf-8-sig'  # RFC 8259 section 8.1: ignore a BOM
+        text = body.decode(charset)
         try:
             return json.loads(text)
         except RecursionError:  # nested deeper than the interpreter goes

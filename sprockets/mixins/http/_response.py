@@ -58,9 +58,9 @@ class ResponseHeaders(typing.Dict[str, str]):
         # lose the separate values: rebuild from them instead
         return (_rebuild_headers, (dict(self), self._lists))
 
-    def _key(self, name: str) -> str:
+    def _key(self, name: typing.Any) -> typing.Any:
         """The key `name` is stored under, or `name` when none matches."""
-        if dict.__contains__(self, name):
+        if not isinstance(name, str) or dict.__contains__(self, name):
             return name
         folded = name.lower()
         for key in self:
@@ -72,8 +72,6 @@ class ResponseHeaders(typing.Dict[str, str]):
         return super().__getitem__(self._key(name))
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
         return super().__contains__(self._key(name))
 
     def __setitem__(self, name: str, value: str) -> None:
@@ -93,7 +91,7 @@ class ResponseHeaders(typing.Dict[str, str]):
         return super().pop(self._key(name), *default)
 
     def setdefault(self, name: str,
-                   default: str) -> str:
+                   default: typing.Any = None) -> typing.Any:
         """The value of field `name` (any case), set to `default` first
         when it is absent."""
         return super().setdefault(self._key(name), default)
