@@ -13,7 +13,7 @@ import pytest
 from tornado import httpclient, httpserver, httputil, testing, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _client, _content
+from sprockets.mixins.http import _content, _engine, _urls
 from tests import support
 
 LOGGER_NAME = 'sprockets.mixins.http'
@@ -35,7 +35,7 @@ LOGGER_NAME = 'sprockets.mixins.http'
 ])
 def test_redact_url(url: str, expected: str) -> None:
     """Userinfo and secret-named query values never reach a log line."""
-    assert _client.redact_url(url) == expected
+    assert _urls.redact_url(url) == expected
 
 
 def test_deeply_nested_json_is_a_body_error() -> None:
@@ -301,7 +301,7 @@ def test_sized_clients_of_closed_loops_are_dropped(
             f'http://127.0.0.1:{port}/')
         monkeypatch.delenv('HTTP_MAX_CLIENTS')
         assert response.ok
-        for clients in _client._sized_clients.values():
+        for clients in _engine._sized_clients.values():
             for client in clients.values():
                 client.close()
         shared.close()
@@ -309,7 +309,7 @@ def test_sized_clients_of_closed_loops_are_dropped(
 
     for _ in range(5):
         asyncio.run(once())
-    assert len(_client._sized_clients) <= 1
+    assert len(_engine._sized_clients) <= 1
 
 
 @pytest.mark.parametrize('headers', [{'X-Note': 'a\r\nInjected: 1'},

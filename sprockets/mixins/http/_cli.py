@@ -34,7 +34,7 @@ import msgpack
 from tornado import httpclient, httpserver, httputil, netutil, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _checks, _client, _content
+from sprockets.mixins.http import _checks, _content, _engine
 
 PROG = 'python -m sprockets.mixins.http'
 
@@ -1028,7 +1028,7 @@ async def run(args: argparse.Namespace, streams: Streams) -> int:
 def _close_clients() -> None:
     """Close the AsyncHTTPClient instances the engine sent with."""
     try:
-        client = _client.async_http_client()
+        client = _engine.async_http_client()
     except ValueError:  # a bad HTTP_MAX_CLIENTS, already reported
         client = httpclient.AsyncHTTPClient()
     client.close()

@@ -1,756 +1,421 @@
-"""The fetch engine shared by :class:`HTTPClientMixin` and :class:`Client`.
+"""The standalone :class:`Client`: the mixin's engine behind a base URL.
 
-:func:`run` is the retry loop: send, record, ask the policy, sleep.  Every
-decision is :class:`~sprockets.mixins.http._retry.RetryPolicy`'s; this
-module only knows how tornado reports what happened.
+:class:`Client` is an :class:`~sprockets.mixins.http.HTTPClientMixin`, so a
+request goes through the same policy, budget, hooks and logging as
+:meth:`~sprockets.mixins.http.HTTPClientMixin.http_fetch`; it only adds a
+base URL, client-wide headers and fetch defaults, and its own
+:class:`tornado.httpclient.AsyncHTTPClient` that :meth:`Client.close`
+releases.
 
 """
 from __future__ import annotations
 
-import copy
-import functools
 import inspect
-import io
-import logging
-import os
 import re
-import ssl
-import time
+import types
 import typing
 import urllib.parse
 import weakref
 
-from tornado import httpclient, httputil, ioloop, iostream
+from tornado import httpclient, httputil, ioloop
 
-from sprockets.mixins.http import (
-    _abort,
-    _checks,
-    _content,
-    _otel,
-    _response,
-    _retry,
-)
+from sprockets.mixins.http import _checks, _engine, _urls
+from sprockets.mixins.http._mixin import HTTPClientMixin
+from sprockets.mixins.http._response import HTTPResponse
+from sprockets.mixins.http._retry import RetryPolicy
 
-if typing.TYPE_CHECKING:  # pragma: no cover
-    from sprockets.mixins.http import HTTPClientMixin
+__all__ = ['Client', 'close_all']
 
-LOGGER = logging.getLogger('sprockets.mixins.http')
+# every Client that is not closed yet, for close_all()
+_open_clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
-# libcurl error numbers (CURLE_*) that tornado's CurlError carries
-_CURL_FATAL = frozenset({
-    1,   # UNSUPPORTED_PROTOCOL
-    3,   # URL_MALFORMAT
-    51,  # PEER_FAILED_VERIFICATION (older libcurl)
-    47,  # TOO_MANY_REDIRECTS
-    58,  # SSL_CERTPROBLEM: the client certificate is unusable
-    60,  # PEER_FAILED_VERIFICATION / SSL_CACERT
-    61,  # BAD_CONTENT_ENCODING: the same body would come again
-    77,  # SSL_CACERT_BADFILE
-    83,  # SSL_ISSUER_ERROR
-    90,  # SSL_PINNEDPUBKEYNOTMATCH
-    91,  # SSL_INVALIDCERTSTATUS
-})
-_CURL_NOT_SENT = frozenset({
-    5,   # COULDNT_RESOLVE_PROXY
-    6,   # COULDNT_RESOLVE_HOST
-    7,   # COULDNT_CONNECT
-})
-_CURL_TIMEOUT = 28
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CURL_CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
+# a path that starts with a scheme and ``//`` is an absolute URL
+_ABSOLUTE = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]*://')
 
-# names of headers and query arguments whose values are secrets; an
-# Idempotency-Key is not one (it only deduplicates)
-_SECRET_NAME = re.compile(
-    r'auth|cookie|(?<!idempotency-)key|token|secret|password|session',
-    re.IGNORECASE)
-REDACTED = '<redacted>'
-_USERINFO = re.compile(r'(?<=://)[^/?#]*@')
+# the http_fetch arguments a Client passes by name, with their defaults
+_FETCH_DEFAULTS: typing.Dict[str, typing.Any] = {
+    name: parameter.default
+    for name, parameter in inspect.signature(
+        HTTPClientMixin.http_fetch).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+    and name not in ('method', 'request_headers', 'body', 'params')}
 
-# stop reasons that mean the upstream answered and nothing went wrong on
-# our side: a plain 404 is not worth a WARNING
-_ANSWERED = frozenset({_retry.StopReason.SUCCESS,
-                       _retry.StopReason.NOT_RETRYABLE,
-                       _retry.StopReason.DONT_RETRY})
+# what Client.request takes itself, or refuses in a fetch default
+_RESERVED = frozenset({'url', 'method', 'path', 'headers', 'body', 'params',
+                       'request_headers'})
+
+# the keyword arguments of tornado's HTTPRequest that http_fetch passes on
+_REQUEST_OPTIONS = frozenset(
+    name for name in inspect.signature(
+        httpclient.HTTPRequest.__init__).parameters
+    if name != 'self') - _RESERVED
 
 
-def classify(error: BaseException) -> _retry.Failure:
-    """Say what kind of transport failure `error` is.
+class Client(HTTPClientMixin):
+    """An HTTP client with a base URL, for code that is not a request
+    handler: consumers, scripts, background tasks.
 
-    ``Failure.CONNECT`` means the request was provably not sent; see
-    :class:`~sprockets.mixins.http._retry.Failure` for the others.
+    It is an :class:`HTTPClientMixin` with the same engine: the same
+    :class:`RetryPolicy` and :class:`RetryBudget`, the same ``_http_req_*``
+    hooks (override them on a subclass), the same log lines and the same
+    :class:`HTTPResponse`.  An HTTP outcome never raises.
 
-    """
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return _retry.Failure.FATAL
-    if isinstance(error, ConnectionRefusedError):
-        return _retry.Failure.CONNECT
-    if isinstance(error, httpclient.HTTPClientError):
-        errno = getattr(error, 'errno', None)
-        if isinstance(errno, int) and type(error).__name__ == 'CurlError':
-            if errno in _CURL_FATAL:
-                return _retry.Failure.FATAL
-            if errno in _CURL_NOT_SENT:
-                return _retry.Failure.CONNECT
-            if errno == _CURL_TIMEOUT:
-                if _CURL_CONNECT_TIMEOUT.search(str(error.message)):
-                    return _retry.Failure.CONNECT
-                return _retry.Failure.TIMEOUT
-            return _retry.Failure.CONNECTION
-        message = str(error.message or '')
-        if error.code == 599 and 'Timeout' in message:
-            if 'connecting' in message or 'queue' in message:
-                return _retry.Failure.CONNECT
-            return _retry.Failure.TIMEOUT
-        if error.code == 599:
-            return _retry.Failure.CONNECTION
-        return _retry.Failure.FATAL
-    if isinstance(error, TimeoutError):
-        return _retry.Failure.TIMEOUT
-    if isinstance(error, (FileNotFoundError, IsADirectoryError,
-                          NotADirectoryError, PermissionError)):
-        # a ca_certs or client_cert file that cannot be read: the same
-        # next time
-        return _retry.Failure.FATAL
-    if isinstance(error, OSError):
-        # socket.gaierror: name resolution failed, nothing was sent
-        if type(error).__name__ == 'gaierror':
-            return _retry.Failure.CONNECT
-        return _retry.Failure.CONNECTION
-    if isinstance(error, (iostream.StreamClosedError,
-                          iostream.UnsatisfiableReadError,
-                          httputil.HTTPInputError)):
-        return _retry.Failure.CONNECTION
-    return _retry.Failure.FATAL
+    .. code-block:: python
 
+       async with http.Client('http://users.internal/api/',
+                              headers={'Authorization': token},
+                              request_timeout=5) as users:
+           response = await users.get('users/1', params={'full': 'true'})
 
-def upstream(url: str) -> typing.Tuple[str, str, int]:
-    """Return the ``(scheme, host, port)`` a retry budget is kept for."""
-    return _inspect_url(url)[0]
+    **Paths** are always relative to `base_url`'s path, with or without a
+    leading slash: ``Client('http://h/api')`` sends both ``'users/1'`` and
+    ``'/users/1'`` to ``http://h/api/users/1`` (a base URL without a
+    trailing slash behaves as if it had one).  See :meth:`url`.
 
+    **Headers** given to a call are merged over the client's headers,
+    names compared without regard to case; a call header set to
+    :data:`None` removes the client's header for that call.
 
-def url_problem(url: str) -> typing.Optional[str]:
-    """Say what is wrong with `url`, or return :data:`None` when it is a
-    usable http or https URL.  Such a URL is never sent nor retried."""
-    return _inspect_url(url)[1]
+    **Fetch defaults** are any keyword argument of
+    :meth:`HTTPClientMixin.http_fetch` (``content_type``,
+    ``request_timeout``, ``max_http_attempts``, ``deadline`` …) or of
+    :class:`tornado.httpclient.HTTPRequest`; a call's own keyword arguments
+    override them.
 
+    **Closing**: a client sends with its own
+    :class:`~tornado.httpclient.AsyncHTTPClient` (one per IOLoop, created on
+    first use, sized by ``HTTP_MAX_CLIENTS`` like the mixin's; the one of
+    an event loop that was closed, as ``asyncio.run()`` closes its loop,
+    is closed and dropped the next time the client sends).
+    :meth:`close` releases it, ``async with`` closes the client on the way
+    out, and :func:`close_all` closes every open client at application
+    shutdown.  A closed client raises :exc:`RuntimeError` when used,
+    :meth:`~HTTPClientMixin.http_fetch` included.
 
-@functools.lru_cache(maxsize=1024)
-def _inspect_url(url: str) -> typing.Tuple[typing.Tuple[str, str, int],
-                                           typing.Optional[str]]:
-    """Parse `url` once for :func:`upstream` and :func:`url_problem`
-    (a service calls the same URLs over and over)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError as error:  # "http://[::1"
-        return ('', url, 0), str(error)
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ''
-    problem: typing.Optional[str] = None
-    try:
-        port = parts.port
-    except ValueError as error:
-        port, problem = None, str(error)
-    if port is None:
-        port = 443 if scheme == 'https' else 80
-    if problem is not None:
-        pass
-    elif scheme not in ('http', 'https'):
-        problem = (f'unsupported scheme {parts.scheme!r}' if scheme
-                   else 'no scheme')
-    elif not host:
-        problem = 'no host'
-    elif _BAD_HOST.search(_authority(url)):
-        # urlsplit drops tabs and line breaks: look at the text itself
-        problem = 'white space or control characters in the host'
-    return (scheme, host, port), problem
+    :param base_url: an ``http`` or ``https`` URL with a host, and without
+        a query or fragment
+    :param headers: headers sent with every request; the mapping is
+        copied, never changed
+    :param retry_policy: the :class:`RetryPolicy` for every request, set
+        as this client's :attr:`~HTTPClientMixin.RETRY_POLICY`;
+        :data:`None` builds one from the class attributes, as the mixin
+        does
+    :param fetch_defaults: default keyword arguments for every request
+    :raises ValueError: for a `base_url` that is not an absolute http(s)
+        URL, or that has a query or fragment, or for a header name or
+        value HTTP cannot carry (a space in a name, a line break or a
+        non-Latin-1 character in a value), naming the header
+    :raises TypeError: for `headers` that is not a mapping, a header
+        name that is not a :class:`str`, a header value that is neither
+        :class:`str` nor :class:`bytes` (bytes are sent as their Latin-1
+        text; :data:`None` removes a client header for one call), a
+        `retry_policy` that is not a
+        :class:`RetryPolicy`, or a fetch default that neither
+        :meth:`~HTTPClientMixin.http_fetch` nor
+        :class:`~tornado.httpclient.HTTPRequest` takes
+    :raises RuntimeError: for a ``raise_error`` fetch default
 
-
-_BAD_HOST = re.compile(r'[\x00-\x20\x7f]')
-
-
-def _authority(url: str) -> str:
-    """The text between ``//`` and the path, query or fragment."""
-    rest = url.partition('//')[2]
-    end = len(rest)
-    for mark in '/?#':
-        found = rest.find(mark)
-        if found != -1:
-            end = min(end, found)
-    return rest[:end]
-
-
-def redact_headers(headers: typing.Mapping[str, str]
-                   ) -> typing.Dict[str, str]:
-    """Return `headers` fit for a log line: credentials, cookies and
-    anything named like a key or token are replaced by ``<redacted>``."""
-    if isinstance(headers, httputil.HTTPHeaders):
-        items: typing.Iterable[typing.Tuple[str, str]] = headers.get_all()
-    else:
-        items = headers.items()
-    return {name: REDACTED if _SECRET_NAME.search(name) else str(value)
-            for name, value in items}
-
-
-def redact_url(url: str) -> str:
-    """Return `url` fit for a log line or an error message: its userinfo
-    (a user name can be a token too) and the values of query arguments
-    named like a key, token or password are replaced by ``<redacted>``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:  # an invalid URL is still logged, minus userinfo
-        return _USERINFO.sub(f'{REDACTED}@', url, count=1)
-    if '@' in parts.netloc:
-        parts = parts._replace(
-            netloc=f'{REDACTED}@{parts.netloc.rpartition("@")[2]}')
-    if parts.query and _SECRET_NAME.search(parts.query):
-        parts = parts._replace(query='&'.join(
-            f'{name}={REDACTED}' if _SECRET_NAME.search(name) else
-            f'{name}{separator}{value}'
-            for name, separator, value in (
-                item.partition('=') for item in parts.query.split('&'))))
-    return urllib.parse.urlunsplit(parts)
-
-
-# AsyncHTTPClient instances made for HTTP_MAX_CLIENTS, per IOLoop
-_sized_clients: weakref.WeakKeyDictionary[
-    ioloop.IOLoop,
-    typing.Dict[typing.Tuple[type, int], httpclient.AsyncHTTPClient],
-] = weakref.WeakKeyDictionary()
-
-
-def max_clients_from_environment() -> typing.Optional[int]:
-    """Return ``HTTP_MAX_CLIENTS`` as an int, or :data:`None`."""
-    value = os.environ.get('HTTP_MAX_CLIENTS', '').strip()
-    if not value:
-        return None
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError('HTTP_MAX_CLIENTS must be a whole number, got '
-                         f'{value!r}') from None
-    if count < 1:
-        raise ValueError(f'HTTP_MAX_CLIENTS must be at least 1, got {count}')
-    return count
-
-
-def async_http_client() -> httpclient.AsyncHTTPClient:
-    """Return the AsyncHTTPClient to send with.
-
-    The shared instance of the current IOLoop.  ``HTTP_MAX_CLIENTS`` sets
-    that instance's ``max_clients`` with simple_httpclient, as 2.x did;
-    curl_httpclient cannot be resized, so a curl instance of that size is
-    made and kept per IOLoop instead.
+    .. versionadded:: 3.0
 
     """
-    max_clients = max_clients_from_environment()
-    shared = httpclient.AsyncHTTPClient()
-    if max_clients is None:
-        return shared
-    if type(shared).__name__ != 'CurlAsyncHTTPClient':
-        # simple_httpclient reads max_clients as it dequeues: set it on the
-        # shared instance itself, as 2.x did
-        if getattr(shared, 'max_clients', max_clients) != max_clients:
-            shared.max_clients = max_clients  # type: ignore[attr-defined]
-        return shared
-    if len(getattr(shared, '_curls', ())) == max_clients:
-        return shared
-    # curl's pool of handles cannot be resized: a sized instance per loop
-    loop = ioloop.IOLoop.current()
-    if loop not in _sized_clients:
-        # each client refers to its IOLoop, so the weak keys never go:
-        # forget the clients of loops that were closed (asyncio.run ends)
-        for closed in [known for known in _sized_clients
-                       if _is_closed(known)]:
-            del _sized_clients[closed]
-    clients = _sized_clients.setdefault(loop, {})
-    key = (httpclient.AsyncHTTPClient.configured_class(), max_clients)
-    client = clients.get(key)
-    if client is None:
-        client = clients[key] = httpclient.AsyncHTTPClient(
-            force_instance=True, max_clients=max_clients)
-    return client
+
+    def __init__(
+            self, base_url: typing.Any,
+            headers: typing.Optional[
+                typing.Mapping[str, typing.Optional[str]]] = None,
+            retry_policy: typing.Optional[RetryPolicy] = None,
+            **fetch_defaults: typing.Any) -> None:
+        super().__init__()
+        self._base = _parse_base_url(str(base_url))
+        self._base_url = urllib.parse.urlunsplit(self._base)
+        self._origin = _urls.upstream(self._base_url)
+        self._headers = _merge_headers(httputil.HTTPHeaders(), headers)
+        if retry_policy is not None:
+            if not isinstance(retry_policy, RetryPolicy):
+                raise TypeError('retry_policy must be a RetryPolicy, got '
+                                f'{retry_policy!r}')
+            self.RETRY_POLICY = retry_policy
+        _check_fetch_kwargs(fetch_defaults)
+        self._fetch_defaults = dict(fetch_defaults)
+        self._http_clients: weakref.WeakKeyDictionary[
+            ioloop.IOLoop, httpclient.AsyncHTTPClient,
+        ] = weakref.WeakKeyDictionary()
+        self._in_flight = 0
+        self._closed = False
+        _open_clients.add(self)
+
+    def __repr__(self) -> str:
+        state = 'closed' if self._closed else 'open'
+        return (f'<{type(self).__name__} '
+                f'{_urls.redact_url(self._base_url)} {state}>')
+
+    async def __aenter__(self) -> Client:
+        self._check_open()
+        return self
+
+    async def __aexit__(
+            self, exc_type: typing.Optional[typing.Type[BaseException]],
+            exc: typing.Optional[BaseException],
+            traceback: typing.Optional[types.TracebackType]) -> None:
+        self.close()
+
+    @property
+    def base_url(self) -> str:
+        """The base URL, always with a trailing slash."""
+        return self._base_url
+
+    @property
+    def headers(self) -> httputil.HTTPHeaders:
+        """A copy of the headers sent with every request."""
+        return self._headers.copy()
+
+    @property
+    def closed(self) -> bool:
+        """:data:`True` once :meth:`close` was called."""
+        return self._closed
+
+    def url(self, path: str = '') -> str:
+        """Return the absolute URL that `path` is sent to.
+
+        A relative path, with or without a leading slash, is appended to
+        :attr:`base_url`'s path: with a base URL of ``http://h/api/``,
+        ``'users/1'`` and ``'/users/1'`` are both
+        ``http://h/api/users/1``, and ``''`` is the base URL itself.  The
+        path is used as given: a query string in it is kept, nothing is
+        quoted, and dot segments are left to the server.
+
+        An absolute URL (a scheme followed by ``//``, or ``//`` alone for
+        the base URL's scheme) is allowed only on the base URL's origin
+        (scheme, host and port), and is used as it is: the client's headers
+        may carry credentials, and they are never sent to another host by
+        accident.
+
+        :raises ValueError: for an absolute URL on another origin
+        :raises TypeError: when `path` is not a :class:`str`
+
+        """
+        if not isinstance(path, str):
+            raise TypeError(f'path must be a str, got {type(path).__name__}')
+        absolute = path
+        if path.startswith('//'):
+            absolute = f'{self._base.scheme}:{path}'
+        elif not _ABSOLUTE.match(path):
+            return self._base_url + path.lstrip('/')
+        if _urls.upstream(absolute) != self._origin:
+            raise ValueError(
+                f'{_urls.redact_url(absolute)} is not on the origin of '
+                f'{_urls.redact_url(self._base_url)}: a Client only sends '
+                'to its own origin; use another Client for another host')
+        return absolute
+
+    async def request(
+            self, method: str, path: str = '', *,
+            params: typing.Optional[typing.Mapping[str, typing.Any]] = None,
+            body: typing.Any = None,
+            headers: typing.Optional[
+                typing.Mapping[str, typing.Optional[str]]] = None,
+            **fetch_kwargs: typing.Any) -> HTTPResponse:
+        """Send `method` to :meth:`url` (`path`) and return every attempt.
+
+        :param method: the request method, sent in upper case
+        :param path: the path relative to :attr:`base_url` (see :meth:`url`)
+        :param params: query arguments merged into the URL's query string;
+            a list or tuple value repeats the argument
+        :param body: the request body, serialized as
+            :meth:`HTTPClientMixin.http_fetch` does by ``content_type``
+        :param headers: headers for this call, merged over the client's
+            (:data:`None` as a value removes the client's header); the
+            mapping is copied, never changed
+        :param fetch_kwargs: keyword arguments of
+            :meth:`HTTPClientMixin.http_fetch` or
+            :class:`tornado.httpclient.HTTPRequest`, over the client's
+            fetch defaults
+        :raises RuntimeError: when the client is closed, or for
+            ``raise_error``
+        :raises ValueError: for a `path` on another origin, for a header
+            name or value HTTP cannot carry (naming the header), and as
+            :meth:`HTTPClientMixin.http_fetch` raises
+        :raises TypeError: for an unknown keyword argument, and as
+            :meth:`HTTPClientMixin.http_fetch` raises
+
+        """
+        self._check_open()
+        url = self.url(path)
+        _check_fetch_kwargs(fetch_kwargs)
+        options = {**self._fetch_defaults, **fetch_kwargs}
+        named = {name: options.pop(name, default)
+                 for name, default in _FETCH_DEFAULTS.items()}
+        response = HTTPResponse(self.simplify_error_response,
+                                clock=self._http_req_clock)
+        call = self._http_req_prepare(
+            url=url, method=method,
+            request_headers=_merge_headers(self._headers, headers),
+            body=body, params=params, options=options, **named)
+        http_client = self._http_client()
+        self._in_flight += 1
+        try:
+            return await _engine.run(self, call, response, http_client)
+        finally:
+            self._in_flight -= 1
+            if self._closed and not self._in_flight:
+                self._release()
+
+    async def http_fetch(self, url: typing.Any, *args: typing.Any,
+                         **kwargs: typing.Any) -> HTTPResponse:
+        """:meth:`HTTPClientMixin.http_fetch`, unchanged, once the client
+        is checked to be open: `url` is sent as it is, without the base
+        URL, the client's headers or its fetch defaults, with the
+        mixin's shared :class:`~tornado.httpclient.AsyncHTTPClient`.
+
+        :raises RuntimeError: when the client is closed
+
+        """
+        self._check_open()
+        return await super().http_fetch(url, *args, **kwargs)
+
+    async def get(self, path: str = '', **kwargs: typing.Any
+                  ) -> HTTPResponse:
+        """Send a GET; `kwargs` as for :meth:`request`."""
+        return await self.request('GET', path, **kwargs)
+
+    async def post(self, path: str = '', **kwargs: typing.Any
+                   ) -> HTTPResponse:
+        """Send a POST; `kwargs` as for :meth:`request`."""
+        return await self.request('POST', path, **kwargs)
+
+    async def put(self, path: str = '', **kwargs: typing.Any
+                  ) -> HTTPResponse:
+        """Send a PUT; `kwargs` as for :meth:`request`."""
+        return await self.request('PUT', path, **kwargs)
+
+    async def patch(self, path: str = '', **kwargs: typing.Any
+                    ) -> HTTPResponse:
+        """Send a PATCH; `kwargs` as for :meth:`request`."""
+        return await self.request('PATCH', path, **kwargs)
+
+    async def delete(self, path: str = '', **kwargs: typing.Any
+                     ) -> HTTPResponse:
+        """Send a DELETE; `kwargs` as for :meth:`request`."""
+        return await self.request('DELETE', path, **kwargs)
+
+    def close(self) -> None:
+        """Close the client: it refuses new requests from now on.
+
+        Calls already in flight finish, retries included; the client's
+        :class:`~tornado.httpclient.AsyncHTTPClient` is closed when the last
+        of them returns, or at once when there is none.  Closing a closed
+        client does nothing.
+
+        """
+        if self._closed:
+            return
+        self._closed = True
+        _open_clients.discard(self)
+        if not self._in_flight:
+            self._release()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f'{self!r} is closed: create a new Client')
+
+    def _http_client(self) -> httpclient.AsyncHTTPClient:
+        """Return this client's AsyncHTTPClient for the current IOLoop,
+        after closing the ones of closed loops: each refers to its IOLoop,
+        so the weak keys alone would never let them go."""
+        loop = ioloop.IOLoop.current()
+        for closed in [known for known in self._http_clients
+                       if known is not loop and _is_closed(known)]:
+            self._http_clients.pop(closed).close()
+        client = self._http_clients.get(loop)
+        if client is None:
+            max_clients = _engine.max_clients_from_environment()
+            kwargs = {} if max_clients is None else {
+                'max_clients': max_clients}
+            client = httpclient.AsyncHTTPClient(force_instance=True,
+                                                **kwargs)
+            self._http_clients[loop] = client
+        return client
+
+    def _release(self) -> None:
+        clients = list(self._http_clients.values())
+        self._http_clients.clear()
+        for client in clients:
+            client.close()
 
 
 def _is_closed(loop: ioloop.IOLoop) -> bool:
-    asyncio_loop = getattr(loop, 'asyncio_loop', None)  # AsyncIOLoop's
+    """Whether the asyncio loop under `loop` is closed."""
+    asyncio_loop = getattr(loop, 'asyncio_loop', None)
     return asyncio_loop is not None and bool(asyncio_loop.is_closed())
 
 
-class Call(typing.NamedTuple):
-    """One :meth:`http_fetch` call, ready to send."""
-    url: str
-    method: str
-    headers: httputil.HTTPHeaders
-    body: typing.Union[bytes, str, None]
-    policy: _retry.RetryPolicy
-    deadline: typing.Optional[float]
-    connect_timeout: float
-    request_timeout: float
-    options: typing.Dict[str, typing.Any]
-    #: undo the Content-Encoding here (tornado was told not to)
-    decompress: bool = False
+def close_all() -> int:
+    """Close every :class:`Client` that is still open.
 
+    Call it when the application shuts down; see :doc:`client` for wiring
+    it into tornado's IOLoop and into sprockets.http's on-shutdown
+    callbacks.  Calls in flight finish first, as :meth:`Client.close`
+    explains.
 
-async def run(owner: HTTPClientMixin, call: Call,
-              response: _response.HTTPResponse,
-              client: typing.Optional[httpclient.AsyncHTTPClient] = None
-              ) -> _response.HTTPResponse:
-    """Send `call` until the policy says stop, recording into `response`.
+    :returns: how many clients were closed
 
-    Each turn of the loop: build the attempt, send it, record what
-    happened, ask the policy (then the budget) what follows, and sleep.
+    .. versionadded:: 3.0
 
     """
-    policy = call.policy
-    budget = owner._http_req_retry_budget(policy)
-    key = upstream(call.url)
-    clock = owner._http_req_clock
-    started = clock()
-    if budget is not None:
-        budget.deposit(key, started)
-    headers: typing.MutableMapping[str, str] = call.headers
-    url, body = call.url, call.body
-    idempotent = policy.is_idempotent(call.method, headers)
-    deadline = _shorter(call.deadline, policy.deadline)
-    if client is None:
-        client = async_http_client()
-    previous_delay: typing.Optional[float] = None
-    stop_reason: typing.Optional[_retry.StopReason] = None
-    attempt = 0
-    while True:
-        attempt += 1
-        attempt_start = clock()
-        timeouts = _timeouts(call, deadline, attempt_start - started)
-        if timeouts is None:  # a sleep overshot the deadline
-            stop_reason = _retry.StopReason.DEADLINE
-            break
-        sender = _Attempt(call, attempt, url, headers, body, timeouts,
-                          _time_left(clock, started, deadline))
-        record = _response.AttemptRecord(attempt, attempt_start - started)
-        response.records.append(record)
-        if LOGGER.isEnabledFor(logging.DEBUG):
-            LOGGER.debug('Attempt %i/%i: %s %s %r', attempt,
-                         policy.max_attempts, call.method, redact_url(url),
-                         redact_headers(headers))
-        span = _otel.attempt_span(owner, call.method, url, attempt,
-                                  sender.request)
-        outcome = await sender.send(client, span, owner, response, record)
-        now = clock()
-        record.duration = now - attempt_start
-        decision = policy.decide(
-            attempt=attempt, method=call.method, idempotent=idempotent,
-            status=outcome.status, failure=outcome.failure,
-            retry_after=outcome.retry_after,
-            request_timeout=call.request_timeout or None,
-            elapsed=now - started, deadline=deadline,
-            previous_delay=previous_delay)
-        if outcome.redirect_loop:
-            stop_reason = _retry.StopReason.TOO_MANY_REDIRECTS
-        elif outcome.deadline_reached:  # between two hops of a redirect
-            stop_reason = _retry.StopReason.DEADLINE
-        elif outcome.redirect_error is not None:
-            # the same Location would come again: the redirect is the answer
-            stop_reason = _retry.StopReason.NOT_RETRYABLE
-        else:
-            stop_reason = decision.stop_reason
-        if (stop_reason is None and sender.method_changed and not idempotent
-                and not policy.retry_non_idempotent):
-            # the redirect says the server acted on the POST: sending it
-            # again, whatever the GET that followed got, would repeat it
-            stop_reason = _retry.StopReason.UNSAFE_METHOD
-        if stop_reason is None and budget is not None and \
-                not budget.try_withdraw(key, now):
-            stop_reason = _retry.StopReason.BUDGET_EXHAUSTED
-        span.end(record, stop_reason, decision)
-        if stop_reason is not None:
-            if outcome.status is None or stop_reason not in _ANSWERED:
-                LOGGER.warning('%s %s failed after %i attempt(s): %s (%s)',
-                               call.method, redact_url(url), attempt,
-                               record.outcome, stop_reason)
-            _call_hook(owner._http_req_on_attempt, response, record)
-            if outcome.status is not None:
-                await sender.deliver_chunks()
-            break
-        record.delay = decision.delay
-        record.delay_reason = str(decision.delay_reason)
-        if outcome.redirect_error is not None:  # pragma: no cover
-            raise AssertionError('an invalid redirect is never retried')
-        LOGGER.warning('%s %s attempt %i/%i: %s, retrying in %.3f s (%s)',
-                       call.method, redact_url(url), attempt,
-                       policy.max_attempts, record.outcome, decision.delay,
-                       decision.delay_reason)
-        _call_hook(owner._http_req_on_attempt, response, record)
-        previous_delay = decision.delay
-        await owner._http_req_sleep(decision.delay)
-        url, headers, body = _modified_for_retry(owner, response, attempt,
-                                                 url, headers, body)
-    response.finish(stop_reason)
-    _call_hook(owner._http_req_on_complete, response)
-    return response
+    clients = list(_open_clients)
+    for client in clients:
+        client.close()
+    return len(clients)
 
 
-def _shorter(first: typing.Optional[float],
-             second: typing.Optional[float]) -> typing.Optional[float]:
-    """The shorter of two deadlines, either of which may be absent: a
-    policy hook's deadline caps the caller's, and the other way round."""
-    if first is None:
-        return second
-    if second is None:
-        return first
-    return min(first, second)
-
-
-def _modified_for_retry(
-        owner: HTTPClientMixin, response: _response.HTTPResponse,
-        attempts: int, url: str, headers: typing.Mapping[str, str],
-        body: typing.Union[bytes, str, None]
-) -> typing.Tuple[str, httputil.HTTPHeaders, typing.Union[bytes, str, None]]:
-    """Ask the owner's ``_http_req_modify_for_retry`` for the next
-    attempt, with what 2.x passed it (the 0-based index of the attempt
-    about to be sent, a plain dict copy of the headers), and check what
-    it returns as the call's own arguments are checked."""
-    url, changed, body = owner._http_req_modify_for_retry(
-        response, attempts, url, _plain_dict(headers), body)
-    repeated = (headers if isinstance(headers, httputil.HTTPHeaders)
-                else httputil.HTTPHeaders())
-    checked = httputil.HTTPHeaders()
-    for name, value in _checks.header_pairs(
-            changed, argument='the headers _http_req_modify_for_retry '
-            'returned'):
-        values = repeated.get_list(name)
-        if len(values) > 1 and value == ','.join(values):
-            for one in values:  # unchanged: keep the fields apart
-                checked.add(name, one)
-        else:
-            checked.add(name, value)
-    if isinstance(body, (dict, list, tuple)):  # serialize it, as 2.x did
-        body = owner._http_req_body_serialize(
-            body, checked.get('Content-Type'))
-    if isinstance(body, (bytearray, memoryview)):
-        body = bytes(body)
-    if body is not None and not isinstance(body, (bytes, str)):
-        raise TypeError('_http_req_modify_for_retry must return the body '
-                        f'as bytes, str or None, got {type(body).__name__}')
-    return _checks.url(url), checked, body
-
-
-def _plain_dict(headers: typing.Mapping[str, str]) -> typing.Dict[str, str]:
-    """`headers` as the plain dict 2.x hooks got: one key per name,
-    repeated fields joined with a comma (tornado's own value)."""
-    if isinstance(headers, httputil.HTTPHeaders):
-        return {name: headers[name] for name in headers}
-    return dict(headers)
-
-
-def _call_hook(hook: typing.Callable[..., None], *args: typing.Any) -> None:
-    """Call a metrics hook: its failure is logged, never raised, since
-    requests were already sent."""
-    try:
-        hook(*args)
-    except Exception:
-        LOGGER.exception('%s failed', getattr(hook, '__name__', hook))
-
-
-def _time_left(clock: typing.Callable[[], float], started: float,
-               deadline: typing.Optional[float]
-               ) -> typing.Callable[[], typing.Optional[float]]:
-    """Return a function that says how many seconds are left before the
-    deadline (:data:`None`: no deadline), for the hops of a redirect."""
-    if deadline is None:
-        return lambda: None
-    return lambda: deadline - (clock() - started)
-
-
-def _timeouts(call: Call, deadline: typing.Optional[float],
-              elapsed: float) -> typing.Optional[typing.Tuple[float, float]]:
-    """Return the attempt's (connect, request) timeouts, shrunk to the time
-    left before the deadline; :data:`None` when none is left."""
-    if deadline is None:
-        return call.connect_timeout, call.request_timeout
-    left = deadline - elapsed
-    if left < 0.001:  # curl counts whole milliseconds, and 0 is no limit
-        return None
-    # 0 is tornado's "no limit": the deadline is the limit then
-    return (min(call.connect_timeout or left, left),
-            min(call.request_timeout or left, left))
-
-
-class _Outcome(typing.NamedTuple):
-    """What one attempt produced, for the policy."""
-    status: typing.Optional[int] = None
-    failure: typing.Optional[_retry.Failure] = None
-    retry_after: typing.Optional[float] = None
-    redirect_loop: bool = False
-    #: why the redirect that is the response was not followed
-    redirect_error: typing.Optional[ValueError] = None
-    #: the deadline came between two hops of a redirect
-    deadline_reached: bool = False
-
-
-class _Attempt:
-    """One attempt: its tornado request, and what it sends and records."""
-
-    def __init__(self, call: Call, number: int, url: str,
-                 headers: typing.MutableMapping[str, str],
-                 body: typing.Union[bytes, str, None],
-                 timeouts: typing.Tuple[float, float],
-                 time_left: typing.Callable[[], typing.Optional[float]]
-                 = lambda: None) -> None:
-        options = call.options
-        self.time_left = time_left
-        self.deadline_reached = False
-        self.inflight = _abort.Inflight(options.get('prepare_curl_callback'))
-        self.follow = bool(options.get('follow_redirects'))
-        self.max_redirects = int(options.get('max_redirects') or 0)
-        self.decompress = call.decompress
-        self.stream = options.get('streaming_callback')
-        self.chunks: typing.Optional[typing.List[bytes]] = None
-        #: a redirect turned the request into a GET (303, or 301/302
-        #: after a POST): the server acted on what was sent
-        self.method_changed = False
-        # redirects are followed by _send, not by tornado, so that both
-        # clients keep credentials from other origins and report loops
-        # alike; the curl handle is kept to abort a cancelled attempt
-        options = dict(options, follow_redirects=False, max_redirects=None,
-                       prepare_curl_callback=self.inflight.prepare_curl)
-        if self.stream is not None and (
-                self.follow or number < call.policy.max_attempts):
-            # only the returned attempt's body may reach the caller
-            self.chunks = []
-            options['streaming_callback'] = self.chunks.append
-        connect_timeout, request_timeout = timeouts
-        self.request = httpclient.HTTPRequest(
-            url, method=call.method, headers=httputil.HTTPHeaders(headers),
-            body=_content.encode_body(body, headers.get('Content-Type')),
-            connect_timeout=connect_timeout,
-            request_timeout=request_timeout, **options)
-        #: why a redirect was not followed (its Location is unusable)
-        self.redirect_error: typing.Optional[ValueError] = None
-
-    async def send(self, client: httpclient.AsyncHTTPClient,
-                   span: _otel.NoSpan, owner: HTTPClientMixin,
-                   response: _response.HTTPResponse,
-                   record: _response.AttemptRecord) -> _Outcome:
-        """Send the attempt and record its result or exception; never
-        raises for a transport failure."""
-        try:
-            result, redirect_loop = await span.active(self._send(client))
-        except Exception as error:  # recorded, never raised
-            response.append_exception(error)
-            record.exception = error
-            return _Outcome(failure=classify(error))
-        if result.code == 599 and result.error is not None:
-            # a response object that is really a transport failure (a
-            # patched fetch may return one): no response arrived
-            response.append_exception(result.error)
-            record.exception = result.error
-            return _Outcome(failure=classify(result.error))
-        content_error = (inflate(result, owner.MAX_DECOMPRESSED_SIZE)
-                         if self.decompress else None)
-        response.append_response(result)
-        # the body is still compressed: that is its error
-        response._content_error = content_error
-        record.status = result.code
-        _log_warning_header(result)
-        if self.deadline_reached:
-            return _Outcome(result.code, deadline_reached=True)
-        if self.redirect_error is not None:
-            record.redirect_error = self.redirect_error
-            LOGGER.warning('Not following the %s redirect of %s %s: %s',
-                           result.code, self.request.method,
-                           redact_url(self.request.url), self.redirect_error)
-            return _Outcome(result.code, None, None,
-                            redirect_error=self.redirect_error)
-        return _Outcome(result.code, None, _retry_after(result),
-                        redirect_loop)
-
-    async def _send(self, client: httpclient.AsyncHTTPClient
-                    ) -> typing.Tuple[httpclient.HTTPResponse, bool]:
-        """Send the attempt, following redirects when asked.
-
-        :returns: the final response, and whether it is a redirect that
-            exceeded ``max_redirects``
-        :raises ValueError: for a URL that cannot be sent (never retried)
-
-        """
-        # the headers as the engine built them (and OTel added to): tornado
-        # adds its own to the request's (Host, Content-Length), so the
-        # next hop of a redirect starts from these instead
-        request, headers, hops = (
-            self.request, httputil.HTTPHeaders(self.request.headers), 0)
-        while True:
-            problem = url_problem(request.url)
-            if problem is not None:
-                raise ValueError(f'invalid URL {redact_url(request.url)!r}: '
-                                 f'{problem}')
-            result = _with_headers(
-                await _abort.fetch(client, request, self.inflight))
-            if not (self.follow and result.code in _REDIRECTS
-                    and 'Location' in result.headers):
-                return result, False
-            if hops >= self.max_redirects:
-                return result, True
-            try:
-                following, headers = _redirected(request, headers, result)
-            except ValueError as error:  # an unusable Location
-                self.redirect_error = error
-                return result, False
-            left = self.time_left()
-            if left is not None:
-                if left < 0.001:  # see _timeouts
-                    self.deadline_reached = True
-                    return result, False
-                following.connect_timeout = min(
-                    following.connect_timeout or left, left)
-                following.request_timeout = min(
-                    following.request_timeout or left, left)
-            hops += 1
-            if self.chunks:
-                self.chunks.clear()  # a hop's body is not the answer
-            self.method_changed |= following.method != request.method
-            request = following
-            _otel.redirected(result.code, request.url)
-
-    async def deliver_chunks(self) -> None:
-        """Hand the buffered body of the returned attempt to the caller's
-        streaming_callback."""
-        if self.chunks and self.stream is not None:
-            await _deliver(self.stream, self.chunks)
-
-
-def _with_headers(result: httpclient.HTTPResponse
-                  ) -> httpclient.HTTPResponse:
-    """Give `result` tornado HTTPHeaders when a patched fetch (a 2.x
-    test's) built it with a plain dict, which tornado keeps as it is."""
-    if not isinstance(result.headers, httputil.HTTPHeaders):
-        result.headers = httputil.HTTPHeaders(result.headers or {})
-    return result
-
-
-def _redirected(request: httpclient.HTTPRequest,
-                headers: httputil.HTTPHeaders,
-                result: httpclient.HTTPResponse
-                ) -> typing.Tuple[httpclient.HTTPRequest,
-                                  httputil.HTTPHeaders]:
-    """Return the request for the next hop of a redirect, and the headers
-    it was built from.
-
-    303 (and 301 or 302 after a POST) turns into a body-less GET, as
-    browsers and tornado do.  The next hop starts from the headers the
-    engine built for the attempt, not from the ones tornado filled in
-    (``Host``, ``Content-Length``), so that it carries its own ``Host``.
-    Credentials are dropped when the target is another origin: basic-auth,
-    ``Host``, and every header that log lines redact (Authorization,
-    Proxy-Authorization, Cookie, and names with auth, key, token, secret,
-    password or session in them).
-
-    :raises ValueError: when the ``Location`` is not a usable http(s) URL
-
-    """
-    location = result.headers['Location'].strip()
-    shown = redact_url(location)
-    if not location:
-        raise ValueError('the Location is empty')
-    try:
-        reference = urllib.parse.urlsplit(location)
-        target = urllib.parse.urljoin(request.url, location)
-    except ValueError as error:  # "http://[::1"
-        raise ValueError(f'the Location {shown!r} is not a URL: '
-                         f'{error}') from None
-    if (reference.scheme or location.startswith('//')) and not (
-            reference.hostname):
-        # urljoin would fall back to the request's own host
-        raise ValueError(f'the Location {shown!r} has no host')
-    target = _checks.url(target)
-    problem = url_problem(target)
+def _parse_base_url(base_url: str) -> urllib.parse.SplitResult:
+    shown = _urls.redact_url(base_url)
+    problem = _urls.url_problem(base_url)  # what the engine would refuse
     if problem is not None:
-        raise ValueError(f'the Location {shown!r} is not a usable http(s) '
-                         f'URL: {problem}')
-    following = copy.copy(request)
-    following.url = target
-    headers = httputil.HTTPHeaders(headers)
-    if (result.code == 303 and request.method != 'HEAD') or (
-            result.code in (301, 302) and request.method == 'POST'):
-        following.method = 'GET'
-        following.body = None  # type: ignore[assignment]
-        for name in ('Content-Type', 'Content-Length',
-                     'Content-Encoding', 'Transfer-Encoding'):
-            headers.pop(name, None)
-    if upstream(following.url) != upstream(request.url):
-        for name in [name for name in headers
-                     if _SECRET_NAME.search(name) or name == 'Host']:
-            del headers[name]
-        following.auth_username = following.auth_password = None
-        following.auth_mode = None
-    following.headers = httputil.HTTPHeaders(headers)
-    return following, headers
+        raise ValueError('base_url must be an http or https URL with a '
+                         f'host: {problem}, got {shown!r}')
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.query or parts.fragment or base_url.endswith(('?', '#')):
+        raise ValueError('base_url cannot have a query or fragment (pass '
+                         f'params= with each request), got {shown!r}')
+    path = parts.path if parts.path.endswith('/') else parts.path + '/'
+    return parts._replace(path=path)
 
 
-def inflate(result: httpclient.HTTPResponse,
-            limit: int = _content.MAX_DECOMPRESSED_SIZE
-            ) -> typing.Optional[ValueError]:
-    """Undo `result`'s Content-Encoding in place, as tornado's own
-    decompression does: :attr:`raw.body <tornado.httpclient.HTTPResponse.body>`
-    becomes the decompressed bytes and the header moves to
-    ``X-Consumed-Content-Encoding``.
-
-    :param limit: the most bytes the body may decompress to
-    :returns: :data:`None`, or the error of a body that could not be
-        decompressed (corrupt, too large, or in a coding whose extra is
-        missing), which is then left as it arrived
-
-    """
-    encoding = result.headers.get('Content-Encoding')
-    if (not encoding or encoding.strip().lower() == 'identity'
-            or result.buffer is None):
-        return None
-    try:
-        data = _content.decompress(result.buffer.getvalue(), encoding,
-                                   limit)
-    except _content.DecompressionError as error:
-        LOGGER.debug('Could not decompress the %s response body '
-                     '(Content-Encoding %s): %s', result.code, encoding,
-                     error)
-        return error
-    result.buffer = io.BytesIO(data)
-    del result.headers['Content-Encoding']
-    result.headers['X-Consumed-Content-Encoding'] = encoding
-    return None
+def _check_fetch_kwargs(kwargs: typing.Mapping[str, typing.Any]) -> None:
+    _checks.refuse_raise_error(kwargs, 'a Client')
+    unknown = sorted(name for name in kwargs
+                     if name not in _FETCH_DEFAULTS
+                     and name not in _REQUEST_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f'unexpected keyword argument(s): {", ".join(unknown)} (a '
+            'Client takes the keyword arguments of http_fetch and of '
+            'tornado.httpclient.HTTPRequest, plus headers, params and '
+            'body)')
 
 
-async def _deliver(callback: typing.Callable[[bytes], typing.Any],
-                   chunks: typing.List[bytes]) -> None:
-    for chunk in chunks:
-        result = callback(chunk)
-        if inspect.isawaitable(result):
-            await result
-
-
-def _retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:
-    value = result.headers.get('Retry-After')
-    if value is None:
-        return None
-    seconds = _retry.parse_retry_after(value, time.time())
-    if seconds is None:
-        LOGGER.debug('Ignoring an unparseable Retry-After: %r', value)
-    return seconds
-
-
-# a response may carry thousands of Warning fields: one line, this many
-_WARNINGS_SHOWN = 10
-_WARNING_TEXT_MAX = 1000
-
-
-def _log_warning_header(result: httpclient.HTTPResponse) -> None:
-    """Log the response's Warning fields as one WARNING line, capped."""
-    values = result.headers.get_list('Warning')
-    if not values:
-        return
-    shown = '; '.join(values[:_WARNINGS_SHOWN])
-    if len(shown) > _WARNING_TEXT_MAX:
-        shown = shown[:_WARNING_TEXT_MAX] + '...'
-    more = len(values) - _WARNINGS_SHOWN
-    LOGGER.warning('Warning header from %s: %s%s',
-                   redact_url(result.effective_url or ''), shown,
-                   f' (and {more} more)' if more > 0 else '')
+def _merge_headers(
+        base: httputil.HTTPHeaders,
+        headers: typing.Optional[typing.Mapping[str, typing.Optional[str]]]
+) -> httputil.HTTPHeaders:
+    """Return a copy of `base` with `headers` set over it."""
+    merged = base.copy()
+    if headers is None:
+        return merged
+    if not isinstance(headers, typing.Mapping):
+        raise TypeError('headers must be a mapping, got '
+                        f'{type(headers).__name__}')
+    items = (headers.get_all() if isinstance(headers, httputil.HTTPHeaders)
+             else headers.items())
+    replaced: typing.Set[str] = set()
+    for name, value in items:
+        _checks.header_name(name)
+        key = name.lower()
+        if key not in replaced:
+            replaced.add(key)
+            if name in merged:
+                del merged[name]
+        if value is not None:  # None removes the client's header
+            merged.add(name, _checks.header_value(name, value))
+    return merged

@@ -10,9 +10,10 @@
   loopback port, for tests that do not use
   :class:`tornado.testing.AsyncHTTPTestCase`.
 
-The module is also a pytest plugin, registered through the ``pytest11``
-entry point: the ``instant_retries`` and ``fake_upstream`` fixtures need no
-``conftest.py``.  pytest itself is optional.
+The ``instant_retries`` and ``fake_upstream`` pytest fixtures come with the
+package's pytest plugin, ``sprockets.mixins.http_pytest_plugin``, which the
+``pytest11`` entry point registers: they need no ``conftest.py``.  pytest
+itself is optional.
 
 .. versionadded:: 3.0
 
