@@ -1222,9 +1222,9 @@ def test_huge_int_timeout_is_no_limit_where_infinity_is() -> None:
 def test_unreadable_tls_files_are_not_retried(error: OSError) -> None:
     """A ca_certs or client_cert that cannot be read fails the same way
     every time: fatal, where other OSErrors are connection failures."""
-    from sprockets.mixins.http import _engine
-    assert _engine.classify(error) is http.Failure.FATAL
-    assert _engine.classify(ConnectionResetError()) is (
+    from sprockets.mixins.http import _transports
+    assert _transports.classify(error) is http.Failure.FATAL
+    assert _transports.classify(ConnectionResetError()) is (
         http.Failure.CONNECTION)
 
 

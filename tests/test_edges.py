@@ -13,7 +13,8 @@ import pytest
 from tornado import httpclient, httpserver, httputil, testing, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _content, _engine, _urls
+from sprockets.mixins.http import _content, _urls
+from sprockets.mixins.http._transports import _curl
 from tests import support
 
 LOGGER_NAME = 'sprockets.mixins.http'
@@ -301,7 +302,7 @@ def test_sized_clients_of_closed_loops_are_dropped(
             f'http://127.0.0.1:{port}/')
         monkeypatch.delenv('HTTP_MAX_CLIENTS')
         assert response.ok
-        for clients in _engine._sized_clients.values():
+        for clients in _curl.SIZED.clients.values():
             for client in clients.values():
                 client.close()
         shared.close()
@@ -309,7 +310,7 @@ def test_sized_clients_of_closed_loops_are_dropped(
 
     for _ in range(5):
         asyncio.run(once())
-    assert len(_engine._sized_clients) <= 1
+    assert len(_curl.SIZED.clients) <= 1
 
 
 @pytest.mark.parametrize('headers', [{'X-Note': 'a\r\nInjected: 1'},

@@ -25,7 +25,7 @@ from tornado import (
 )
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _engine
+from sprockets.mixins.http._transports import _curl
 from tests import support
 
 TLS = pathlib.Path(__file__).resolve().parent / 'tls'
@@ -337,7 +337,7 @@ class MixinCases(support.ServerTestCase):
             server.stop()
             if isinstance(server, httpserver.HTTPServer):
                 self.io_loop.run_sync(server.close_all_connections)
-        for client in _engine._sized_clients.pop(self.io_loop, {}).values():
+        for client in _curl.SIZED.clients.pop(self.io_loop, {}).values():
             client.close()
         super().tearDown()
 

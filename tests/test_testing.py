@@ -17,7 +17,7 @@ import tornado.testing
 from tornado import httpclient, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _engine, testing
+from sprockets.mixins.http import _transports, testing
 from tests import support
 
 
@@ -706,7 +706,7 @@ def _failure(response: http.HTTPResponse) -> http.Failure:
     """How the engine classifies the first attempt's exception."""
     exception = response.records[0].exception
     assert exception is not None
-    return _engine.classify(exception)
+    return _transports.classify(exception)
 
 
 class TestFakeUpstreamSimple(FakeUpstreamCases):

@@ -19,7 +19,7 @@ import weakref
 
 from tornado import httpclient, httputil, ioloop
 
-from sprockets.mixins.http import _checks, _engine, _urls
+from sprockets.mixins.http import _checks, _engine, _transports, _urls
 from sprockets.mixins.http._mixin import HTTPClientMixin
 from sprockets.mixins.http._response import HTTPResponse
 from sprockets.mixins.http._retry import RetryPolicy
@@ -324,11 +324,11 @@ class Client(HTTPClientMixin):
         so the weak keys alone would never let them go."""
         loop = ioloop.IOLoop.current()
         for closed in [known for known in self._http_clients
-                       if known is not loop and _is_closed(known)]:
+                       if known is not loop and _transports.is_closed(known)]:
             self._http_clients.pop(closed).close()
         client = self._http_clients.get(loop)
         if client is None:
-            max_clients = _engine.max_clients_from_environment()
+            max_clients = _transports.max_clients_from_environment()
             kwargs = {} if max_clients is None else {
                 'max_clients': max_clients}
             client = httpclient.AsyncHTTPClient(force_instance=True,
@@ -341,12 +341,6 @@ class Client(HTTPClientMixin):
         self._http_clients.clear()
         for client in clients:
             client.close()
-
-
-def _is_closed(loop: ioloop.IOLoop) -> bool:
-    """Whether the asyncio loop under `loop` is closed."""
-    asyncio_loop = getattr(loop, 'asyncio_loop', None)
-    return asyncio_loop is not None and bool(asyncio_loop.is_closed())
 
 
 def close_all() -> int:

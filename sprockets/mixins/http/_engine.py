@@ -11,23 +11,19 @@ import copy
 import inspect
 import io
 import logging
-import os
-import re
-import ssl
 import time
 import typing
 import urllib.parse
-import weakref
 
-from tornado import httpclient, httputil, ioloop, iostream
+from tornado import httpclient, httputil
 
 from sprockets.mixins.http import (
-    _abort,
     _checks,
     _content,
     _otel,
     _response,
     _retry,
+    _transports,
     _urls,
 )
 
@@ -36,28 +32,7 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 
 LOGGER = logging.getLogger('sprockets.mixins.http')
 
-# libcurl error numbers (CURLE_*) that tornado's CurlError carries
-_CURL_FATAL = frozenset({
-    1,   # UNSUPPORTED_PROTOCOL
-    3,   # URL_MALFORMAT
-    51,  # PEER_FAILED_VERIFICATION (older libcurl)
-    47,  # TOO_MANY_REDIRECTS
-    58,  # SSL_CERTPROBLEM: the client certificate is unusable
-    60,  # PEER_FAILED_VERIFICATION / SSL_CACERT
-    61,  # BAD_CONTENT_ENCODING: the same body would come again
-    77,  # SSL_CACERT_BADFILE
-    83,  # SSL_ISSUER_ERROR
-    90,  # SSL_PINNEDPUBKEYNOTMATCH
-    91,  # SSL_INVALIDCERTSTATUS
-})
-_CURL_NOT_SENT = frozenset({
-    5,   # COULDNT_RESOLVE_PROXY
-    6,   # COULDNT_RESOLVE_HOST
-    7,   # COULDNT_CONNECT
-})
-_CURL_TIMEOUT = 28
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CURL_CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
 
 # stop reasons that mean the upstream answered and nothing went wrong on
 # our side: a plain 404 is not worth a WARNING
@@ -66,119 +41,9 @@ _ANSWERED = frozenset({_retry.StopReason.SUCCESS,
                        _retry.StopReason.DONT_RETRY})
 
 
-def classify(error: BaseException) -> _retry.Failure:
-    """Say what kind of transport failure `error` is.
-
-    ``Failure.CONNECT`` means the request was provably not sent; see
-    :class:`~sprockets.mixins.http._retry.Failure` for the others.
-
-    """
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return _retry.Failure.FATAL
-    if isinstance(error, ConnectionRefusedError):
-        return _retry.Failure.CONNECT
-    if isinstance(error, httpclient.HTTPClientError):
-        errno = getattr(error, 'errno', None)
-        if isinstance(errno, int) and type(error).__name__ == 'CurlError':
-            if errno in _CURL_FATAL:
-                return _retry.Failure.FATAL
-            if errno in _CURL_NOT_SENT:
-                return _retry.Failure.CONNECT
-            if errno == _CURL_TIMEOUT:
-                if _CURL_CONNECT_TIMEOUT.search(str(error.message)):
-                    return _retry.Failure.CONNECT
-                return _retry.Failure.TIMEOUT
-            return _retry.Failure.CONNECTION
-        message = str(error.message or '')
-        if error.code == 599 and 'Timeout' in message:
-            if 'connecting' in message or 'queue' in message:
-                return _retry.Failure.CONNECT
-            return _retry.Failure.TIMEOUT
-        if error.code == 599:
-            return _retry.Failure.CONNECTION
-        return _retry.Failure.FATAL
-    if isinstance(error, TimeoutError):
-        return _retry.Failure.TIMEOUT
-    if isinstance(error, (FileNotFoundError, IsADirectoryError,
-                          NotADirectoryError, PermissionError)):
-        # a ca_certs or client_cert file that cannot be read: the same
-        # next time
-        return _retry.Failure.FATAL
-    if isinstance(error, OSError):
-        # socket.gaierror: name resolution failed, nothing was sent
-        if type(error).__name__ == 'gaierror':
-            return _retry.Failure.CONNECT
-        return _retry.Failure.CONNECTION
-    if isinstance(error, (iostream.StreamClosedError,
-                          iostream.UnsatisfiableReadError,
-                          httputil.HTTPInputError)):
-        return _retry.Failure.CONNECTION
-    return _retry.Failure.FATAL
-
-
-# AsyncHTTPClient instances made for HTTP_MAX_CLIENTS, per IOLoop
-_sized_clients: weakref.WeakKeyDictionary[
-    ioloop.IOLoop,
-    typing.Dict[typing.Tuple[type, int], httpclient.AsyncHTTPClient],
-] = weakref.WeakKeyDictionary()
-
-
-def max_clients_from_environment() -> typing.Optional[int]:
-    """Return ``HTTP_MAX_CLIENTS`` as an int, or :data:`None`."""
-    value = os.environ.get('HTTP_MAX_CLIENTS', '').strip()
-    if not value:
-        return None
-    try:
-        count = int(value)
-    except ValueError:
-        raise ValueError('HTTP_MAX_CLIENTS must be a whole number, got '
-                         f'{value!r}') from None
-    if count < 1:
-        raise ValueError(f'HTTP_MAX_CLIENTS must be at least 1, got {count}')
-    return count
-
-
-def async_http_client() -> httpclient.AsyncHTTPClient:
-    """Return the AsyncHTTPClient to send with.
-
-    The shared instance of the current IOLoop.  ``HTTP_MAX_CLIENTS`` sets
-    that instance's ``max_clients`` with simple_httpclient, as 2.x did;
-    curl_httpclient cannot be resized, so a curl instance of that size is
-    made and kept per IOLoop instead.
-
-    """
-    max_clients = max_clients_from_environment()
-    shared = httpclient.AsyncHTTPClient()
-    if max_clients is None:
-        return shared
-    if type(shared).__name__ != 'CurlAsyncHTTPClient':
-        # simple_httpclient reads max_clients as it dequeues: set it on the
-        # shared instance itself, as 2.x did
-        if getattr(shared, 'max_clients', max_clients) != max_clients:
-            shared.max_clients = max_clients  # type: ignore[attr-defined]
-        return shared
-    if len(getattr(shared, '_curls', ())) == max_clients:
-        return shared
-    # curl's pool of handles cannot be resized: a sized instance per loop
-    loop = ioloop.IOLoop.current()
-    if loop not in _sized_clients:
-        # each client refers to its IOLoop, so the weak keys never go:
-        # forget the clients of loops that were closed (asyncio.run ends)
-        for closed in [known for known in _sized_clients
-                       if _is_closed(known)]:
-            del _sized_clients[closed]
-    clients = _sized_clients.setdefault(loop, {})
-    key = (httpclient.AsyncHTTPClient.configured_class(), max_clients)
-    client = clients.get(key)
-    if client is None:
-        client = clients[key] = httpclient.AsyncHTTPClient(
-            force_instance=True, max_clients=max_clients)
-    return client
-
-
-def _is_closed(loop: ioloop.IOLoop) -> bool:
-    asyncio_loop = getattr(loop, 'asyncio_loop', None)  # AsyncIOLoop's
-    return asyncio_loop is not None and bool(asyncio_loop.is_closed())
+# the one place the CLI and Client reach the AsyncHTTPClient pool through
+async_http_client = _transports.async_http_client
+classify = _transports.classify
 
 
 class Call(typing.NamedTuple):
@@ -218,7 +83,8 @@ async def run(owner: HTTPClientMixin, call: Call,
     idempotent = policy.is_idempotent(call.method, headers)
     deadline = _shorter(call.deadline, policy.deadline)
     if client is None:
-        client = async_http_client()
+        client = _transports.async_http_client()
+    transport = _transports.for_client(client)
     previous_delay: typing.Optional[float] = None
     stop_reason: typing.Optional[_retry.StopReason] = None
     attempt = 0
@@ -230,7 +96,7 @@ async def run(owner: HTTPClientMixin, call: Call,
             stop_reason = _retry.StopReason.DEADLINE
             break
         sender = _Attempt(call, attempt, url, headers, body, timeouts,
-                          _time_left(clock, started, deadline))
+                          transport, _time_left(clock, started, deadline))
         record = _response.AttemptRecord(attempt, attempt_start - started)
         response.records.append(record)
         if LOGGER.isEnabledFor(logging.DEBUG):
@@ -399,12 +265,14 @@ class _Attempt:
                  headers: typing.MutableMapping[str, str],
                  body: typing.Union[bytes, str, None],
                  timeouts: typing.Tuple[float, float],
+                 transport: _transports.Transport,
                  time_left: typing.Callable[[], typing.Optional[float]]
                  = lambda: None) -> None:
         options = call.options
         self.time_left = time_left
         self.deadline_reached = False
-        self.inflight = _abort.Inflight(options.get('prepare_curl_callback'))
+        self.inflight = _transports.Inflight(
+            options.get('prepare_curl_callback'))
         self.follow = bool(options.get('follow_redirects'))
         self.max_redirects = int(options.get('max_redirects') or 0)
         self.decompress = call.decompress
@@ -417,7 +285,7 @@ class _Attempt:
         # clients keep credentials from other origins and report loops
         # alike; the curl handle is kept to abort a cancelled attempt
         options = dict(options, follow_redirects=False, max_redirects=None,
-                       prepare_curl_callback=self.inflight.prepare_curl)
+                       **transport.request_options(self.inflight))
         if self.stream is not None and (
                 self.follow or number < call.policy.max_attempts):
             # only the returned attempt's body may reach the caller
@@ -443,13 +311,13 @@ class _Attempt:
         except Exception as error:  # recorded, never raised
             response.append_exception(error)
             record.exception = error
-            return _Outcome(failure=classify(error))
+            return _Outcome(failure=_transports.classify(error))
         if result.code == 599 and result.error is not None:
             # a response object that is really a transport failure (a
             # patched fetch may return one): no response arrived
             response.append_exception(result.error)
             record.exception = result.error
-            return _Outcome(failure=classify(result.error))
+            return _Outcome(failure=_transports.classify(result.error))
         content_error = (inflate(result, owner.MAX_DECOMPRESSED_SIZE)
                          if self.decompress else None)
         response.append_response(result)
@@ -490,7 +358,7 @@ class _Attempt:
                 shown = _urls.redact_url(request.url)
                 raise ValueError(f'invalid URL {shown!r}: {problem}')
             result = _with_headers(
-                await _abort.fetch(client, request, self.inflight))
+                await _transports.fetch(client, request, self.inflight))
             if not (self.follow and result.code in _REDIRECTS
                     and 'Location' in result.headers):
                 return result, False

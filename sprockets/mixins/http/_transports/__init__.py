@@ -1,0 +1,279 @@
+"""What the engine knows about each ``AsyncHTTPClient`` implementation,
+one module per implementation, found through one registry.
+
+A :class:`Transport` answers the questions that differ between tornado's
+clients: what kind of failure an exception is (was the request sent? is
+it worth retrying?), how a cancelled attempt's connection is closed, and
+how an instance of a given ``max_clients`` is kept per IOLoop.  To add an
+implementation, write ``_transports/_x.py`` with a :class:`Transport`
+subclass and :func:`register` it below; nothing else changes.
+
+:func:`fetch` sends one request through any of them, closing the
+attempt's connection when the caller is cancelled.
+
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import typing
+import weakref
+
+from tornado import httpclient, httputil, ioloop, iostream
+
+from sprockets.mixins.http import _retry
+
+__all__ = [
+    'Inflight',
+    'Transport',
+    'async_http_client',
+    'classify',
+    'fetch',
+    'for_client',
+    'max_clients_from_environment',
+    'register',
+]
+
+Failure = _retry.Failure
+
+
+class Inflight:
+    """What one attempt opened, so that a cancelled caller can close it:
+    each transport records what it can close (a stream, a curl handle)
+    as an abort callback."""
+
+    __slots__ = ('aborts', 'cancelled', 'user_prepare')
+
+    def __init__(self, user_prepare: typing.Optional[
+            typing.Callable[[typing.Any], None]] = None) -> None:
+        self.cancelled = False
+        self.aborts: typing.List[typing.Callable[[], None]] = []
+        #: the caller's own ``prepare_curl_callback``, called too
+        self.user_prepare = user_prepare
+
+    def on_abort(self, close: typing.Callable[[], None]) -> None:
+        """Call `close` when the attempt is cancelled (at once when it is
+        cancelled already)."""
+        if self.cancelled:
+            close()
+        else:
+            self.aborts.append(close)
+
+    def abort(self) -> None:
+        """Close every connection this attempt opened."""
+        self.cancelled = True
+        for close in self.aborts:
+            close()
+
+
+class Transport:
+    """The knowledge of one ``AsyncHTTPClient`` implementation.
+
+    The base class is what holds for any implementation: the
+    classification of the standard library's and tornado's own
+    exceptions, and ``max_clients`` set on the shared instance.
+
+    """
+
+    #: the implementations' class names (``module.Class``) it serves
+    class_names: typing.Tuple[str, ...] = ()
+
+    def classify(self, error: BaseException) -> typing.Optional[Failure]:
+        """Say what kind of failure `error` is, or :data:`None` when this
+        transport does not know it (the generic rules then decide)."""
+        return None
+
+    def request_options(self, inflight: Inflight) -> typing.Dict[
+            str, typing.Any]:
+        """Options to add to each attempt's ``HTTPRequest``, to find its
+        connection when it is cancelled."""
+        return {}
+
+    def track(self, client: httpclient.AsyncHTTPClient,
+              inflight: Inflight) -> typing.Any:
+        """Prepare `client` for an attempt about to be sent: returns a
+        token that :meth:`untrack` receives once the fetch started."""
+        return None
+
+    def untrack(self, token: typing.Any) -> None:
+        """Undo what :meth:`track` did for the current context."""
+
+    def sized(self, shared: httpclient.AsyncHTTPClient,
+              max_clients: int) -> httpclient.AsyncHTTPClient:
+        """Return an instance of ``max_clients`` for `shared`'s loop: the
+        shared instance itself, resized, as 2.x did with
+        simple_httpclient."""
+        if getattr(shared, 'max_clients', max_clients) != max_clients:
+            shared.max_clients = max_clients  # type: ignore[attr-defined]
+        return shared
+
+
+_REGISTRY: typing.Dict[str, Transport] = {}
+_GENERIC = Transport()
+
+
+def register(transport: Transport) -> Transport:
+    """Register `transport` for its :attr:`~Transport.class_names`."""
+    for name in transport.class_names:
+        _REGISTRY[name] = transport
+    return transport
+
+
+def for_client(client: typing.Any) -> Transport:
+    """The transport of `client`'s class (or of a class it derives from),
+    the generic one for an implementation nobody registered."""
+    for cls in type(client).__mro__:
+        transport = _REGISTRY.get(f'{cls.__module__}.{cls.__qualname__}')
+        if transport is not None:
+            return transport
+    return _GENERIC
+
+
+def classify(error: BaseException) -> Failure:
+    """Say what kind of transport failure `error` is.
+
+    ``Failure.CONNECT`` means the request was provably not sent; see
+    :class:`~sprockets.mixins.http._retry.Failure` for the others.  Each
+    registered transport is asked first (an error names its own client),
+    then the rules that hold for every client.
+
+    """
+    for transport in dict.fromkeys(_REGISTRY.values()):
+        failure = transport.classify(error)
+        if failure is not None:
+            return failure
+    return _generic_failure(error)
+
+
+def _generic_failure(error: BaseException) -> Failure:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return Failure.FATAL
+    if isinstance(error, ConnectionRefusedError):
+        return Failure.CONNECT
+    if isinstance(error, httpclient.HTTPClientError):
+        # a 599 is tornado's "no response"; another code is not a failure
+        # of the transport
+        return Failure.CONNECTION if error.code == 599 else Failure.FATAL
+    if isinstance(error, TimeoutError):
+        return Failure.TIMEOUT
+    if isinstance(error, (FileNotFoundError, IsADirectoryError,
+                          NotADirectoryError, PermissionError)):
+        # a ca_certs or client_cert file that cannot be read: the same
+        # next time
+        return Failure.FATAL
+    if isinstance(error, OSError):
+        # socket.gaierror: name resolution failed, nothing was sent
+        if type(error).__name__ == 'gaierror':
+            return Failure.CONNECT
+        return Failure.CONNECTION
+    if isinstance(error, (iostream.StreamClosedError,
+                          iostream.UnsatisfiableReadError,
+                          httputil.HTTPInputError)):
+        return Failure.CONNECTION
+    return Failure.FATAL
+
+
+def max_clients_from_environment() -> typing.Optional[int]:
+    """Return ``HTTP_MAX_CLIENTS`` as an int, or :data:`None`."""
+    value = os.environ.get('HTTP_MAX_CLIENTS', '').strip()
+    if not value:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError('HTTP_MAX_CLIENTS must be a whole number, got '
+                         f'{value!r}') from None
+    if count < 1:
+        raise ValueError(f'HTTP_MAX_CLIENTS must be at least 1, got {count}')
+    return count
+
+
+def async_http_client() -> httpclient.AsyncHTTPClient:
+    """Return the AsyncHTTPClient to send with: the shared instance of the
+    current IOLoop, of the size ``HTTP_MAX_CLIENTS`` asks for (see
+    :meth:`Transport.sized`)."""
+    max_clients = max_clients_from_environment()
+    shared = httpclient.AsyncHTTPClient()
+    if max_clients is None:
+        return shared
+    return for_client(shared).sized(shared, max_clients)
+
+
+class PerLoop:
+    """Instances of an implementation made for a ``max_clients``, kept per
+    IOLoop, for implementations that cannot be resized."""
+
+    def __init__(self) -> None:
+        self.clients: weakref.WeakKeyDictionary[
+            ioloop.IOLoop,
+            typing.Dict[typing.Tuple[type, int], httpclient.AsyncHTTPClient],
+        ] = weakref.WeakKeyDictionary()
+
+    def get(self, max_clients: int) -> httpclient.AsyncHTTPClient:
+        loop = ioloop.IOLoop.current()
+        if loop not in self.clients:
+            # each client refers to its IOLoop, so the weak keys never go:
+            # forget the clients of loops that were closed (asyncio.run)
+            for closed in [known for known in self.clients
+                           if is_closed(known)]:
+                del self.clients[closed]
+        clients = self.clients.setdefault(loop, {})
+        key = (httpclient.AsyncHTTPClient.configured_class(), max_clients)
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = httpclient.AsyncHTTPClient(
+                force_instance=True, max_clients=max_clients)
+        return client
+
+
+def is_closed(loop: ioloop.IOLoop) -> bool:
+    """Whether the asyncio loop under `loop` is closed."""
+    asyncio_loop = getattr(loop, 'asyncio_loop', None)  # AsyncIOLoop's
+    return asyncio_loop is not None and bool(asyncio_loop.is_closed())
+
+
+async def fetch(client: httpclient.AsyncHTTPClient,
+                request: httpclient.HTTPRequest,
+                inflight: Inflight) -> httpclient.HTTPResponse:
+    """``client.fetch(request, raise_error=False)``, closing the attempt's
+    connection when the caller is cancelled.
+
+    Tornado's ``AsyncHTTPClient`` cannot abort a request: cancelling the
+    future it returns leaves the connection open until the request
+    timeout (and curl_httpclient logs "Exception after Future was
+    cancelled").  So tornado's future is shielded and, when the caller is
+    cancelled, what the attempt opened is closed through its transport.
+    ``fetch`` is looked up on the client when it runs (2.x test suites
+    patch ``AsyncHTTPClient.fetch``).
+
+    """
+    transport = for_client(client)
+    token = transport.track(client, inflight)
+    try:
+        # ensure_future: a test may have patched fetch with a coroutine
+        future = asyncio.ensure_future(
+            client.fetch(request, raise_error=False))
+    finally:
+        transport.untrack(token)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        inflight.abort()
+        future.add_done_callback(_consume)
+        raise
+
+
+def _consume(future: asyncio.Future[typing.Any]) -> None:
+    """Retrieve the outcome nobody awaits any more, so asyncio does not
+    log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
+
+
+# the implementations tornado ships; imported last, as they subclass
+# Transport (adding one is one more line here)
+from sprockets.mixins.http._transports import _curl, _simple  # noqa: E402
+
+register(_curl.CurlTransport())  # first: a CurlError is an HTTPClientError
+register(_simple.SimpleTransport())

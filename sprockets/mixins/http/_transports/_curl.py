@@ -1,0 +1,105 @@
+"""tornado's ``curl_httpclient``: libcurl's error numbers, the socket of a
+cancelled attempt, and sized instances kept per IOLoop."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import typing
+
+from tornado import httpclient
+
+from sprockets.mixins.http import _transports
+
+__all__ = ['CurlTransport']
+
+Failure = _transports.Failure
+
+# libcurl error numbers (CURLE_*) that tornado's CurlError carries
+_FATAL = frozenset({
+    1,   # UNSUPPORTED_PROTOCOL
+    3,   # URL_MALFORMAT
+    51,  # PEER_FAILED_VERIFICATION (older libcurl)
+    47,  # TOO_MANY_REDIRECTS
+    58,  # SSL_CERTPROBLEM: the client certificate is unusable
+    60,  # PEER_FAILED_VERIFICATION / SSL_CACERT
+    61,  # BAD_CONTENT_ENCODING: the same body would come again
+    77,  # SSL_CACERT_BADFILE
+    83,  # SSL_ISSUER_ERROR
+    90,  # SSL_PINNEDPUBKEYNOTMATCH
+    91,  # SSL_INVALIDCERTSTATUS
+})
+_NOT_SENT = frozenset({
+    5,   # COULDNT_RESOLVE_PROXY
+    6,   # COULDNT_RESOLVE_HOST
+    7,   # COULDNT_CONNECT
+})
+_TIMEOUT = 28
+_CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
+
+#: The instances made for ``HTTP_MAX_CLIENTS``, per IOLoop.
+SIZED = _transports.PerLoop()
+
+
+class CurlTransport(_transports.Transport):
+    """``tornado.curl_httpclient.CurlAsyncHTTPClient``.
+
+    Its failures are ``CurlError``\\ s carrying libcurl's error number.  A
+    cancelled attempt's socket is shut down through the curl handle, which
+    ``prepare_curl_callback`` captures (pycurl 7.45.8 and newer can say
+    which socket a transfer uses; with an older one the attempt ends at
+    its timeout).  Its pool of handles cannot be resized, so an instance
+    of each ``max_clients`` is kept per IOLoop.
+
+    """
+
+    class_names = ('tornado.curl_httpclient.CurlAsyncHTTPClient',)
+
+    def classify(self, error: BaseException) -> typing.Optional[Failure]:
+        errno = getattr(error, 'errno', None)
+        if not (isinstance(error, httpclient.HTTPClientError)
+                and isinstance(errno, int)
+                and type(error).__name__ == 'CurlError'):
+            return None
+        if errno in _FATAL:
+            return Failure.FATAL
+        if errno in _NOT_SENT:
+            return Failure.CONNECT
+        if errno == _TIMEOUT:
+            if _CONNECT_TIMEOUT.search(str(error.message)):
+                return Failure.CONNECT
+            return Failure.TIMEOUT
+        return Failure.CONNECTION
+
+    def request_options(self, inflight: _transports.Inflight
+                        ) -> typing.Dict[str, typing.Any]:
+        def prepare_curl(curl: typing.Any) -> None:
+            inflight.on_abort(lambda: _shutdown_socket(curl))
+            if inflight.user_prepare is not None:
+                inflight.user_prepare(curl)
+
+        return {'prepare_curl_callback': prepare_curl}
+
+    def sized(self, shared: httpclient.AsyncHTTPClient,
+              max_clients: int) -> httpclient.AsyncHTTPClient:
+        if len(getattr(shared, '_curls', ())) == max_clients:
+            return shared
+        return SIZED.get(max_clients)
+
+
+def _shutdown_socket(handle: typing.Any) -> None:
+    try:
+        import pycurl  # only with curl_httpclient
+        # pycurl 7.45.8 and newer; LASTSOCKET is -1 while a transfer runs
+        fd = handle.getinfo(pycurl.ACTIVESOCKET)
+    except Exception:  # a closed handle, an old libcurl
+        return
+    if fd is None or fd < 0:
+        return
+    # shut the connection down through a duplicate of curl's descriptor:
+    # curl sees it end and cleans up; its own descriptor stays valid
+    try:
+        with socket.socket(fileno=os.dup(fd)) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
