@@ -23,7 +23,7 @@ import zstandard
 from tornado import httpclient, httputil, testing, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _cli, _content, _engine, _mixin
+from sprockets.mixins.http import _attempt, _cli, _content, _mixin
 from tests import support
 
 Log = typing.List[httputil.HTTPServerRequest]
@@ -251,7 +251,7 @@ def test_inflate_replaces_the_body(content_encoding: str, body: bytes,
     does: raw.body is decompressed, the header moves to
     X-Consumed-Content-Encoding."""
     raw = _tornado_response(body, content_encoding, False)
-    assert _engine.inflate(raw) is None
+    assert _attempt.inflate(raw) is None
     assert raw.body == expected
     assert 'Content-Encoding' not in raw.headers
     assert raw.headers['X-Consumed-Content-Encoding'] == content_encoding
@@ -262,7 +262,7 @@ def test_inflate_leaves_plain_bodies(
         content_encoding: typing.Optional[str]) -> None:
     """A body with no coding (or identity) is left as it is."""
     raw = _tornado_response(JSON_BYTES, content_encoding, False)
-    assert _engine.inflate(raw) is None
+    assert _attempt.inflate(raw) is None
     assert raw.body == JSON_BYTES
     assert 'X-Consumed-Content-Encoding' not in raw.headers
 
@@ -271,7 +271,7 @@ def test_inflate_reports_a_corrupt_body() -> None:
     """A body that does not decompress is left as it arrived, with its
     header, and the error is returned."""
     raw = _tornado_response(b'not brotli', 'br', False)
-    error = _engine.inflate(raw)
+    error = _attempt.inflate(raw)
     assert isinstance(error, _content.DecompressionError)
     assert raw.body == b'not brotli'
     assert raw.headers['Content-Encoding'] == 'br'
@@ -282,8 +282,8 @@ def test_response_reports_the_content_error() -> None:
     the engine could not undo the coding."""
     response = http.HTTPResponse()
     raw = _tornado_response(b'not gzip', 'gzip', False)
-    response.append_response(raw)
-    response._content_error = _engine.inflate(raw)
+    record = response.start_attempt(1, 0.0)
+    response.record_response(record, raw, _attempt.inflate(raw))
     assert response.body == b'not gzip'
     assert isinstance(response.body_error, _content.DecompressionError)
 
@@ -294,7 +294,7 @@ def test_response_error_body_simplified_after_decompression() -> None:
     response = http.HTTPResponse()
     raw = _tornado_response(_gzip(b'{"message": "gone"}'), 'gzip', False,
                             code=404)
-    assert _engine.inflate(raw) is None
+    assert _attempt.inflate(raw) is None
     response.append_response(raw)
     assert response.body == 'gone'
 
@@ -304,7 +304,7 @@ def test_cli_renders_decompressed_text() -> None:
     response = http.HTTPResponse()
     raw = _tornado_response(brotli.compress(TEXT), 'br', False,
                             'text/plain; charset=utf-8')
-    _engine.inflate(raw)
+    _attempt.inflate(raw)
     response.append_response(raw)
     assert _cli.render_body(response).text == TEXT.decode('ascii')
 

@@ -13,7 +13,7 @@ import uuid
 from ietfparse import datastructures
 from tornado import httputil
 
-from sprockets.mixins.http import _checks, _content, _engine
+from sprockets.mixins.http import _call, _checks, _content, _engine
 from sprockets.mixins.http._content import (
     AVAILABLE_CONTENT_TYPES,
     CONTENT_TYPE_MSGPACK,
@@ -204,7 +204,7 @@ class HTTPClientMixin:
             retry_policy: typing.Optional[RetryPolicy],
             deadline: typing.Optional[float],
             params: typing.Optional[typing.Mapping[str, typing.Any]],
-            options: typing.Dict[str, typing.Any]) -> _engine.Call:
+            options: typing.Dict[str, typing.Any]) -> _call.Call:
         """Validate and assemble one call; raises before anything is sent.
 
         Every argument goes through :mod:`._checks`, the one validation
@@ -266,7 +266,7 @@ class HTTPClientMixin:
             auth_username=auth_username, auth_password=auth_password,
             validate_cert=validate_cert,
             allow_nonstandard_methods=allow_nonstandard_methods)
-        return _engine.Call(
+        return _call.Call(
             url, verb, headers, payload, policy, _deadline(deadline),
             _timeout('connect_timeout', connect_timeout,
                      'DEFAULT_CONNECT_TIMEOUT', self.DEFAULT_CONNECT_TIMEOUT),

@@ -149,6 +149,18 @@ class AttemptRecord:
     #:
     #: .. versionadded:: 3.0
     redirect_error: typing.Optional[ValueError] = None
+    #: The tornado response of this attempt, or :data:`None` when it
+    #: raised.
+    #:
+    #: .. versionadded:: 3.0
+    response: typing.Optional[httpclient.HTTPResponse] = dataclasses.field(
+        default=None, repr=False, compare=False)
+    #: Why the response's Content-Encoding could not be undone (it is
+    #: still compressed), or :data:`None`.
+    #:
+    #: .. versionadded:: 3.0
+    content_error: typing.Optional[Exception] = dataclasses.field(
+        default=None, repr=False, compare=False)
 
     @property
     def outcome(self) -> str:
@@ -182,18 +194,17 @@ class HTTPResponse:
         self._clock = clock
         self._start = clock()
         self._end: typing.Optional[float] = None
-        self._responses: typing.List[httpclient.HTTPResponse] = []
-        self._exceptions: typing.List[BaseException] = []
+        # the last record with a response: the final answer so far
+        self._final: typing.Optional[AttemptRecord] = None
         self._body: typing.Any = _UNSET
         self._body_error: typing.Optional[Exception] = None
-        # set by the engine when it could not undo the final response's
-        # Content-Encoding: then that is the body's error
-        self._content_error: typing.Optional[Exception] = None
         self._links: typing.Any = _UNSET
         #: Why the call stopped, one of :class:`StopReason`; :data:`None`
         #: until :meth:`finish` is called.
         self.stop_reason: typing.Optional[_retry.StopReason] = None
-        #: One :class:`AttemptRecord` per attempt, in order.
+        #: One :class:`AttemptRecord` per attempt, in order: the one source
+        #: of :attr:`history`, :attr:`exceptions`, :attr:`raw` and
+        #: :attr:`code`.
         self.records: typing.List[AttemptRecord] = []
 
     def __repr__(self) -> str:
@@ -201,18 +212,59 @@ class HTTPResponse:
                 f'attempts={len(self)} stop_reason={self.stop_reason}>')
 
     def __len__(self) -> int:
-        """The number of attempts made."""
-        return len(self._responses) + len(self._exceptions)
+        """The number of attempts made: responses plus exceptions."""
+        return sum(1 for record in self.records
+                   if record.response is not None
+                   or record.exception is not None)
+
+    def start_attempt(self, number: int, started: float) -> AttemptRecord:
+        """Add and return the record of attempt `number`, which starts
+        `started` seconds into the call.
+
+        .. versionadded:: 3.0
+
+        """
+        record = AttemptRecord(number, started)
+        self.records.append(record)
+        return record
+
+    def record_response(self, record: AttemptRecord,
+                        response: httpclient.HTTPResponse,
+                        content_error: typing.Optional[Exception] = None
+                        ) -> None:
+        """Record that attempt `record` got `response`, whose body could
+        not be decompressed when `content_error` is given.
+
+        .. versionadded:: 3.0
+
+        """
+        record.response, record.status = response, response.code
+        record.content_error = content_error
+        self._final = record
+        self._body = self._links = _UNSET
+        self._body_error = None
+
+    def record_exception(self, record: AttemptRecord,
+                         error: BaseException) -> None:
+        """Record that attempt `record` raised `error`.
+
+        .. versionadded:: 3.0
+
+        """
+        record.exception = error
 
     def append_response(self, response: httpclient.HTTPResponse) -> None:
-        """Record a tornado response."""
-        self._responses.append(response)
-        self._body = self._links = _UNSET
-        self._body_error = self._content_error = None
+        """Record a tornado response, as an attempt of its own."""
+        self.record_response(self._next_record(), response)
 
     def append_exception(self, error: BaseException) -> None:
-        """Record an exception raised by an attempt."""
-        self._exceptions.append(error)
+        """Record an exception raised by an attempt, as an attempt of its
+        own."""
+        self.record_exception(self._next_record(), error)
+
+    def _next_record(self) -> AttemptRecord:
+        return self.start_attempt(len(self.records) + 1,
+                                  self._clock() - self._start)
 
     def finish(self, stop_reason: typing.Optional[str] = None) -> None:
         """Stop the duration clock and set :attr:`stop_reason`."""
@@ -270,14 +322,15 @@ class HTTPResponse:
         return self._body_error
 
     def _decode(self) -> typing.Any:
-        if not self._responses:
+        final = self._final
+        if final is None or final.response is None:
             return None
-        raw = self._responses[-1]
+        raw = final.response
         data = raw.body or b''
         if not data:  # whatever the status and Content-Type, as in 2.x
             return None
-        if self._content_error is not None:  # still compressed
-            self._body_error = self._content_error
+        if final.content_error is not None:  # still compressed
+            self._body_error = final.content_error
             return data
         content_type = raw.headers.get('Content-Type')
         try:
@@ -295,9 +348,8 @@ class HTTPResponse:
     @property
     def code(self) -> int:
         """The final response's status, ``599`` when none arrived."""
-        if not self._responses:
-            return 599
-        return self._responses[-1].code
+        raw = self.raw
+        return 599 if raw is None else raw.code
 
     @property
     def duration(self) -> float:
@@ -308,7 +360,8 @@ class HTTPResponse:
     @property
     def exceptions(self) -> typing.List[BaseException]:
         """Every exception the attempts raised, in order."""
-        return self._exceptions
+        return [record.exception for record in self.records
+                if record.exception is not None]
 
     @property
     def headers(self) -> typing.Optional[ResponseHeaders]:
@@ -325,14 +378,14 @@ class HTTPResponse:
            Lookups ignore case and ``get_list()`` was added.
 
         """
-        if not self._responses:
-            return None
-        return ResponseHeaders(self._responses[-1].headers)
+        raw = self.raw
+        return None if raw is None else ResponseHeaders(raw.headers)
 
     @property
     def history(self) -> typing.List[httpclient.HTTPResponse]:
         """Every tornado response received, in order."""
-        return self._responses
+        return [record.response for record in self.records
+                if record.response is not None]
 
     @property
     def links(self) -> typing.Optional[typing.List[typing.Dict[str, str]]]:
@@ -343,14 +396,15 @@ class HTTPResponse:
         is logged at DEBUG); :data:`None` when no response arrived.
 
         """
-        if not self._responses:
+        if self.raw is None:
             return None
         if self._links is _UNSET:
             self._links = self._parse_links()
         return typing.cast(typing.List[typing.Dict[str, str]], self._links)
 
     def _parse_links(self) -> typing.List[typing.Dict[str, str]]:
-        values = self._responses[-1].headers.get_list('Link')
+        raw = self.raw
+        values = raw.headers.get_list('Link') if raw is not None else []
         links: typing.List[typing.Dict[str, str]] = []
         try:
             for value in values:
@@ -370,9 +424,10 @@ class HTTPResponse:
         (:attr:`StopReason.TOO_MANY_REDIRECTS`) is not one."""
         if self.stop_reason is _retry.StopReason.TOO_MANY_REDIRECTS:
             return False
-        return bool(self._responses) and 200 <= self.code < 400
+        return self.raw is not None and 200 <= self.code < 400
 
     @property
     def raw(self) -> typing.Optional[httpclient.HTTPResponse]:
         """The final tornado response, or :data:`None`."""
-        return self._responses[-1] if self._responses else None
+        final = self._final
+        return None if final is None else final.response

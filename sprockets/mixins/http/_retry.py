@@ -26,9 +26,11 @@ __all__ = [
     'DEFAULT_BUDGET',
     'DEFAULT_RETRY_STATUSES',
     'IDEMPOTENT_METHODS',
+    'MIN_TIME_LEFT',
     'UNPROCESSED_STATUSES',
     'Decision',
     'Failure',
+    'Gate',
     'RetryBudget',
     'RetryPolicy',
     'StopReason',
@@ -173,6 +175,10 @@ def parse_retry_after(value: typing.Optional[str],
     return max(0.0, seconds)
 
 
+#: The least time left before a deadline in which an attempt or a redirect
+#: hop is started, in seconds.
+MIN_TIME_LEFT = 0.001
+
 # Finagle keeps its budget in integer units of 1/1000 of a retry, so that
 # sums of 0.2 never drift: 60 deposits are 12 retries, not 11.999...
 _SCALE = 1000
@@ -231,6 +237,30 @@ def _check_number(name: str, value: typing.Optional[float], *,
         relation = 'greater than' if exclusive else 'at least'
         raise ValueError(f'{name} must be {relation} {minimum}, '
                          f'got {value!r}')
+
+
+class Gate(typing.Protocol):
+    """What the engine asks of a per-upstream gate on retries: a retry
+    budget, and later a circuit breaker or client-side throttling.
+
+    The engine calls :meth:`record` once per call, before the first
+    attempt, and :meth:`admit` before each retry, once the policy has
+    decided to retry; a gate that refuses stops the call with its
+    :attr:`stop_reason`.  A new gate is a class with these three members
+    and an entry in :attr:`RetryPolicy.gates`: the loop does not change.
+
+    .. versionadded:: 3.0
+
+    """
+
+    #: Why the call stops when :meth:`admit` refuses.
+    stop_reason: StopReason
+
+    def record(self, upstream: typing.Hashable, now: float) -> None:
+        """A call to `upstream` starts at `now` (monotonic seconds)."""
+
+    def admit(self, upstream: typing.Hashable, now: float) -> bool:
+        """Whether a retry to `upstream` may be sent at `now`."""
 
 
 class RetryBudget:
@@ -324,6 +354,17 @@ class RetryBudget:
             window.add(now, -_SCALE)
             return True
 
+    #: The :class:`Gate` answer when the budget is empty.
+    stop_reason = StopReason.BUDGET_EXHAUSTED
+
+    def record(self, upstream: typing.Hashable, now: float) -> None:
+        """:class:`Gate`: :meth:`deposit`."""
+        self.deposit(upstream, now)
+
+    def admit(self, upstream: typing.Hashable, now: float) -> bool:
+        """:class:`Gate`: :meth:`try_withdraw`."""
+        return self.try_withdraw(upstream, now)
+
     def reset(self) -> None:
         """Forget every deposit and withdrawal."""
         with self._lock:
@@ -386,6 +427,8 @@ class RetryPolicy:
     :param budget: the :class:`RetryBudget` retries are drawn from;
         the default is the process-wide :data:`DEFAULT_BUDGET`, and
         :data:`None` disables the budget
+    :param gates: more :class:`Gate`\\ s a retry must pass after the
+        budget (a circuit breaker, a throttle), in order; a tuple
     :param random: a function returning a float in ``[0, 1)``, the source of
         jitter; inject a seeded one for repeatable delays
 
@@ -409,6 +452,7 @@ class RetryPolicy:
     retry_after_max: typing.Optional[float] = None
     deadline: typing.Optional[float] = None
     budget: typing.Any = _DEFAULT
+    gates: typing.Tuple[Gate, ...] = ()
     random: typing.Callable[[], float] = dataclasses.field(
         default=random.random, compare=False)
 
@@ -445,6 +489,12 @@ class RetryPolicy:
                 or isinstance(self.budget, RetryBudget)):
             raise TypeError('budget must be a RetryBudget or None, '
                             f'got {self.budget!r}')
+        if not isinstance(self.gates, tuple) or not all(
+                callable(getattr(gate, 'admit', None))
+                and callable(getattr(gate, 'record', None))
+                for gate in self.gates):
+            raise TypeError('gates must be a tuple of Gate objects (with '
+                            f'record and admit), got {self.gates!r}')
         if not callable(self.random):
             raise TypeError(f'random must be callable, got {self.random!r}')
 
@@ -493,6 +543,25 @@ class RetryPolicy:
             return ceiling / 2 + ceiling / 2 * self.random()
         return ceiling
 
+    def deadline_for(self, call_deadline: typing.Optional[float]
+                     ) -> typing.Optional[float]:
+        """The deadline of a call: the shorter of `call_deadline` (the
+        caller's) and :attr:`deadline`, either of which may be absent, so
+        that a policy hook's deadline caps the caller's and the other way
+        round."""
+        if call_deadline is None:
+            return self.deadline
+        if self.deadline is None:
+            return call_deadline
+        return min(call_deadline, self.deadline)
+
+    def may_start(self, elapsed: float,
+                  deadline: typing.Optional[float]) -> bool:
+        """Whether an attempt may start `elapsed` seconds into a call
+        whose deadline is `deadline`: at least a millisecond must be left
+        (curl counts whole milliseconds, and reads 0 as no limit)."""
+        return deadline is None or deadline - elapsed >= MIN_TIME_LEFT
+
     def is_idempotent(self, method: str, headers: typing.Mapping[str, str]
                       ) -> bool:
         """Return :data:`True` when `method` may be sent twice safely:
@@ -512,7 +581,11 @@ class RetryPolicy:
                request_timeout: typing.Optional[float] = None,
                elapsed: float = 0.0,
                deadline: typing.Optional[float] = None,
-               previous_delay: typing.Optional[float] = None) -> Decision:
+               previous_delay: typing.Optional[float] = None,
+               redirect_loop: bool = False,
+               redirect_unfollowed: bool = False,
+               method_changed: bool = False,
+               deadline_reached: bool = False) -> Decision:
         """Decide what follows attempt number `attempt`.
 
         :param attempt: the attempt just made, ``1`` for the first
@@ -531,11 +604,44 @@ class RetryPolicy:
         :param deadline: the call's deadline in seconds; :data:`None` uses
             :attr:`deadline`
         :param previous_delay: the delay before the previous retry
+        :param redirect_loop: the response is a redirect past
+            ``max_redirects``: stop, ``too-many-redirects``
+        :param redirect_unfollowed: the response is a redirect whose
+            ``Location`` cannot be followed: it is the answer, and the
+            same one would come again (``not-retryable``)
+        :param method_changed: a redirect turned the request into a GET
+            (303, or 301/302 after a POST): the server acted on what was
+            sent, so a non-idempotent request is not sent again
+            (``unsafe-method``) unless :attr:`retry_non_idempotent`
+        :param deadline_reached: the deadline came between two hops of a
+            redirect (``deadline``)
 
-        The budget is not consulted here: withdrawing from it is the one
-        side effect of retrying, and the engine does it last.
+        The gates (the budget) are not consulted here: passing one is the
+        one side effect of retrying, and the engine does it last.
 
         """
+        if redirect_loop:
+            return Decision(StopReason.TOO_MANY_REDIRECTS)
+        if deadline_reached:
+            return Decision(StopReason.DEADLINE)
+        if redirect_unfollowed:
+            return Decision(StopReason.NOT_RETRYABLE)
+        decision = self._decide(attempt, idempotent, status, failure,
+                                retry_after, request_timeout, elapsed,
+                                deadline, previous_delay)
+        if (decision.retry and method_changed and not idempotent
+                and not self.retry_non_idempotent):
+            return Decision(StopReason.UNSAFE_METHOD)
+        return decision
+
+    def _decide(self, attempt: int, idempotent: bool,
+                status: typing.Optional[int],
+                failure: typing.Optional[Failure],
+                retry_after: typing.Optional[float],
+                request_timeout: typing.Optional[float], elapsed: float,
+                deadline: typing.Optional[float],
+                previous_delay: typing.Optional[float]) -> Decision:
+        """What the status or the failure alone decides."""
         if failure is None:
             if status is None:
                 raise ValueError('decide needs a status or a failure')

@@ -1,0 +1,264 @@
+"""One attempt over tornado objects: its request, the hops of a redirect,
+the streamed body, decompression, and what the response says of retrying
+(``Retry-After``) and of itself (``Warning``)."""
+from __future__ import annotations
+
+import inspect
+import io
+import logging
+import time
+import typing
+
+from tornado import httpclient, httputil
+
+from sprockets.mixins.http import (
+    _call,
+    _content,
+    _redirects,
+    _response,
+    _retry,
+    _transports,
+    _urls,
+)
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from sprockets.mixins.http import _observe
+
+__all__ = ['Attempt', 'Outcome', 'inflate']
+
+LOGGER = logging.getLogger('sprockets.mixins.http')
+
+TimeLeft = typing.Callable[[], typing.Optional[float]]
+
+
+class Outcome(typing.NamedTuple):
+    """What one attempt produced: the questions
+    :meth:`~sprockets.mixins.http.RetryPolicy.decide` is asked."""
+    status: typing.Optional[int] = None
+    failure: typing.Optional[_retry.Failure] = None
+    retry_after: typing.Optional[float] = None
+    #: the response is a redirect past ``max_redirects``
+    redirect_loop: bool = False
+    #: the response is a redirect whose Location cannot be followed
+    redirect_unfollowed: bool = False
+    #: a redirect turned the request into a GET: the server acted on it
+    method_changed: bool = False
+    #: the deadline came between two hops of a redirect
+    deadline_reached: bool = False
+
+
+class Attempt:
+    """One attempt: its tornado request, and what it sends and records.
+
+    Redirects are followed here, hop by hop, not by tornado, so that both
+    clients keep credentials from other origins and report loops alike.
+
+    """
+
+    def __init__(self, call: _call.Call, number: int, url: str,
+                 headers: typing.Mapping[str, str],
+                 body: typing.Union[bytes, str, None],
+                 timeouts: typing.Tuple[float, float],
+                 transport: _transports.Transport,
+                 time_left: TimeLeft = lambda: None) -> None:
+        options = call.options
+        self.time_left = time_left
+        self.inflight = _transports.Inflight(
+            options.get('prepare_curl_callback'))
+        self.follow = bool(options.get('follow_redirects'))
+        self.max_redirects = int(options.get('max_redirects') or 0)
+        self.decompress = call.decompress
+        self.stream = options.get('streaming_callback')
+        self.chunks: typing.Optional[typing.List[bytes]] = None
+        self.method_changed = self.deadline_reached = False
+        #: why a redirect was not followed (its Location is unusable)
+        self.redirect_error: typing.Optional[ValueError] = None
+        options = dict(options, follow_redirects=False, max_redirects=None,
+                       **transport.request_options(self.inflight))
+        if self.stream is not None and (
+                self.follow or number < call.policy.max_attempts):
+            # only the returned attempt's body may reach the caller
+            self.chunks = []
+            options['streaming_callback'] = self.chunks.append
+        connect_timeout, request_timeout = timeouts
+        self.request = httpclient.HTTPRequest(
+            url, method=call.method, headers=httputil.HTTPHeaders(headers),
+            body=_content.encode_body(body, headers.get('Content-Type')),
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout, **options)
+
+    async def send(self, client: httpclient.AsyncHTTPClient,
+                   observer: _observe.Observer, decompress_limit: int,
+                   response: _response.HTTPResponse,
+                   record: _response.AttemptRecord) -> Outcome:
+        """Send the attempt and record its result or exception on
+        `response` (through `record`); never raises for a transport
+        failure."""
+        try:
+            result, redirect_loop = await observer.sending(
+                self._send(client, observer))
+        except Exception as error:  # recorded, never raised
+            response.record_exception(record, error)
+            return Outcome(failure=_transports.classify(error))
+        if result.code == 599 and result.error is not None:
+            # a response object that is really a transport failure (a
+            # patched fetch may return one): no response arrived
+            response.record_exception(record, result.error)
+            return Outcome(failure=_transports.classify(result.error))
+        # a body still compressed is the body's error
+        response.record_response(record, result, inflate(
+            result, decompress_limit) if self.decompress else None)
+        log_warning_header(result)
+        if self.redirect_error is not None:
+            record.redirect_error = self.redirect_error
+            LOGGER.warning('Not following the %s redirect of %s %s: %s',
+                           result.code, self.request.method,
+                           _urls.redact_url(self.request.url),
+                           self.redirect_error)
+        return Outcome(
+            result.code, None,
+            None if self.redirect_error or self.deadline_reached
+            else retry_after(result), redirect_loop,
+            self.redirect_error is not None, self.method_changed,
+            self.deadline_reached)
+
+    async def _send(self, client: httpclient.AsyncHTTPClient,
+                    observer: _observe.Observer
+                    ) -> typing.Tuple[httpclient.HTTPResponse, bool]:
+        """Send the attempt, following redirects when asked.
+
+        :returns: the final response, and whether it is a redirect that
+            exceeded ``max_redirects``
+        :raises ValueError: for a URL that cannot be sent (never retried)
+
+        """
+        # the headers as the engine built them (and OTel added to): tornado
+        # adds its own to the request's (Host, Content-Length), so the
+        # next hop of a redirect starts from these instead
+        request, headers, hops = (
+            self.request, httputil.HTTPHeaders(self.request.headers), 0)
+        while True:
+            problem = _urls.url_problem(request.url)
+            if problem is not None:
+                shown = _urls.redact_url(request.url)
+                raise ValueError(f'invalid URL {shown!r}: {problem}')
+            result = with_headers(
+                await _transports.fetch(client, request, self.inflight))
+            if not (self.follow and result.code in _redirects.REDIRECTS
+                    and 'Location' in result.headers):
+                return result, False
+            if hops >= self.max_redirects:
+                return result, True
+            following = self._next_hop(request, headers, result)
+            if following is None:
+                return result, False
+            request, headers = following
+            hops += 1
+            if self.chunks:
+                self.chunks.clear()  # a hop's body is not the answer
+            observer.redirected(result.code, request.url)
+
+    def _next_hop(self, request: httpclient.HTTPRequest,
+                  headers: httputil.HTTPHeaders,
+                  result: httpclient.HTTPResponse
+                  ) -> typing.Optional[typing.Tuple[httpclient.HTTPRequest,
+                                                    httputil.HTTPHeaders]]:
+        """The next hop's request and headers, with the time left before
+        the deadline as its timeouts; :data:`None` when the redirect is
+        not followed (an unusable Location, or no time left)."""
+        try:
+            following, headers = _redirects.next_hop(request, headers,
+                                                     result)
+        except ValueError as error:  # an unusable Location
+            self.redirect_error = error
+            return None
+        left = self.time_left()
+        if left is not None:
+            if left < _retry.MIN_TIME_LEFT:
+                self.deadline_reached = True
+                return None
+            following.connect_timeout = min(
+                following.connect_timeout or left, left)
+            following.request_timeout = min(
+                following.request_timeout or left, left)
+        self.method_changed |= following.method != request.method
+        return following, headers
+
+    async def deliver_chunks(self) -> None:
+        """Hand the buffered body of the returned attempt to the caller's
+        streaming_callback."""
+        if self.chunks and self.stream is not None:
+            for chunk in self.chunks:
+                delivered = self.stream(chunk)
+                if inspect.isawaitable(delivered):
+                    await delivered
+
+
+def with_headers(result: httpclient.HTTPResponse) -> httpclient.HTTPResponse:
+    """Give `result` tornado HTTPHeaders when a patched fetch (a 2.x
+    test's) built it with a plain dict, which tornado keeps as it is."""
+    if not isinstance(result.headers, httputil.HTTPHeaders):
+        result.headers = httputil.HTTPHeaders(result.headers or {})
+    return result
+
+
+def inflate(result: httpclient.HTTPResponse,
+            limit: int = _content.MAX_DECOMPRESSED_SIZE
+            ) -> typing.Optional[ValueError]:
+    """Undo `result`'s Content-Encoding in place, as tornado's own
+    decompression does: :attr:`raw.body <tornado.httpclient.HTTPResponse.body>`
+    becomes the decompressed bytes and the header moves to
+    ``X-Consumed-Content-Encoding``.
+
+    :param limit: the most bytes the body may decompress to
+    :returns: :data:`None`, or the error of a body that could not be
+        decompressed (corrupt, too large, or in a coding whose extra is
+        missing), which is then left as it arrived
+
+    """
+    encoding = result.headers.get('Content-Encoding')
+    if (not encoding or encoding.strip().lower() == 'identity'
+            or result.buffer is None):
+        return None
+    try:
+        data = _content.decompress(result.buffer.getvalue(), encoding,
+                                   limit)
+    except _content.DecompressionError as error:
+        LOGGER.debug('Could not decompress the %s response body '
+                     '(Content-Encoding %s): %s', result.code, encoding,
+                     error)
+        return error
+    result.buffer = io.BytesIO(data)
+    del result.headers['Content-Encoding']
+    result.headers['X-Consumed-Content-Encoding'] = encoding
+    return None
+
+
+def retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:
+    """The response's ``Retry-After`` in seconds, or :data:`None`."""
+    value = result.headers.get('Retry-After')
+    if value is None:
+        return None
+    seconds = _retry.parse_retry_after(value, time.time())
+    if seconds is None:
+        LOGGER.debug('Ignoring an unparseable Retry-After: %r', value)
+    return seconds
+
+
+# a response may carry thousands of Warning fields: one line, this many
+_WARNINGS_SHOWN = 10
+_WARNING_TEXT_MAX = 1000
+
+
+def log_warning_header(result: httpclient.HTTPResponse) -> None:
+    """Log the response's Warning fields as one WARNING line, capped."""
+    values = result.headers.get_list('Warning')
+    if not values:
+        return
+    shown = '; '.join(values[:_WARNINGS_SHOWN])
+    if len(shown) > _WARNING_TEXT_MAX:
+        shown = shown[:_WARNING_TEXT_MAX] + '...'
+    more = len(values) - _WARNINGS_SHOWN
+    LOGGER.warning('Warning header from %s: %s%s',
+                   _urls.redact_url(result.effective_url or ''), shown,
+                   f' (and {more} more)' if more > 0 else '')

@@ -1,0 +1,73 @@
+"""What the engine works on: a :class:`Call` built by
+:mod:`~sprockets.mixins.http._request`, and the :class:`Owner` whose hooks
+it calls (the mixin, or a :class:`~sprockets.mixins.http.Client`).
+
+It lives low, below the engine and the mixin, so that neither the engine
+nor an attempt imports the mixin, even to type-check.
+
+"""
+from __future__ import annotations
+
+import typing
+
+from tornado import httputil
+
+from sprockets.mixins.http import _response, _retry
+
+__all__ = ['Call', 'Owner']
+
+
+class Call(typing.NamedTuple):
+    """One :meth:`~sprockets.mixins.http.HTTPClientMixin.http_fetch` call,
+    ready to send."""
+    url: str
+    method: str
+    headers: httputil.HTTPHeaders
+    body: typing.Union[bytes, str, None]
+    policy: _retry.RetryPolicy
+    #: the caller's own deadline; :meth:`RetryPolicy.deadline_for` gives
+    #: the one in effect
+    deadline: typing.Optional[float]
+    connect_timeout: float
+    request_timeout: float
+    options: typing.Dict[str, typing.Any]
+    #: undo the Content-Encoding here (tornado was told not to)
+    decompress: bool = False
+
+
+class Owner(typing.Protocol):
+    """The hooks and attributes of the object a call is made for, as the
+    engine, an attempt and the observers use them."""
+
+    MAX_DECOMPRESSED_SIZE: int
+    TRACER_PROVIDER: typing.Any
+
+    def _http_req_clock(self) -> float:
+        ...  # pragma: no cover
+
+    async def _http_req_sleep(self, seconds: float) -> None:
+        ...  # pragma: no cover
+
+    def _http_req_modify_for_retry(
+            self, response: _response.HTTPResponse, attempt: int, url: str,
+            headers: typing.Dict[str, str], body: typing.Any
+    ) -> typing.Tuple[str, typing.Mapping[str, str], typing.Any]:
+        ...  # pragma: no cover
+
+    def _http_req_body_serialize(
+            self, body: typing.Any,
+            content_type: typing.Optional[str]) -> typing.Union[bytes, str]:
+        ...  # pragma: no cover
+
+    def _http_req_retry_budget(
+            self, policy: _retry.RetryPolicy
+    ) -> typing.Optional[_retry.RetryBudget]:
+        ...  # pragma: no cover
+
+    def _http_req_on_attempt(self, response: _response.HTTPResponse,
+                             record: _response.AttemptRecord) -> None:
+        ...  # pragma: no cover
+
+    def _http_req_on_complete(self,
+                              response: _response.HTTPResponse) -> None:
+        ...  # pragma: no cover
