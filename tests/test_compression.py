@@ -23,7 +23,7 @@ import zstandard
 from tornado import httpclient, httputil, testing, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _attempt, _cli, _content, _mixin
+from sprockets.mixins.http import _attempt, _cli, _content, _request
 from tests import support
 
 Log = typing.List[httputil.HTTPServerRequest]
@@ -188,7 +188,7 @@ def test_accept_encoding_computed_at_import() -> None:
     """The default header is the value computed at import: with the test
     extra, all three codings."""
     assert _content.ACCEPT_ENCODING == 'gzip, br, zstd'
-    assert _mixin._DEFAULT_ACCEPT_ENCODING == _content.ACCEPT_ENCODING
+    assert _request.DEFAULT_ACCEPT_ENCODING == _content.ACCEPT_ENCODING
 
 
 @pytest.mark.parametrize('options, expected', [
@@ -205,7 +205,7 @@ def test_package_decompresses(options: typing.Dict[str, typing.Any],
                               expected: bool) -> None:
     """The package decompresses unless the caller names tornado's
     decompress_response (or use_gzip) or streams the body."""
-    assert _mixin._package_decompresses(options) is expected
+    assert _request.package_decompresses(options) is expected
 
 
 @pytest.mark.parametrize('request_headers, expected', [

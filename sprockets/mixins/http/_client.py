@@ -19,7 +19,7 @@ import weakref
 
 from tornado import httpclient, httputil, ioloop
 
-from sprockets.mixins.http import _checks, _engine, _transports, _urls
+from sprockets.mixins.http import _checks, _request, _transports, _urls
 from sprockets.mixins.http._mixin import HTTPClientMixin
 from sprockets.mixins.http._response import HTTPResponse
 from sprockets.mixins.http._retry import RetryPolicy
@@ -245,16 +245,14 @@ class Client(HTTPClientMixin):
         options = {**self._fetch_defaults, **fetch_kwargs}
         named = {name: options.pop(name, default)
                  for name, default in _FETCH_DEFAULTS.items()}
-        response = HTTPResponse(self.simplify_error_response,
-                                clock=self._http_req_clock)
-        call = self._http_req_prepare(
-            url=url, method=method,
+        call = _request.build_call(
+            self, url=url, method=method,
             request_headers=_merge_headers(self._headers, headers),
             body=body, params=params, options=options, **named)
         http_client = self._http_client()
         self._in_flight += 1
         try:
-            return await _engine.run(self, call, response, http_client)
+            return await self._http_req_send(call, http_client)
         finally:
             self._in_flight -= 1
             if self._closed and not self._in_flight:

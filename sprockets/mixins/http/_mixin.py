@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import sys
 import time
 import typing
-import uuid
 
 from ietfparse import datastructures
-from tornado import httputil
+from tornado import httpclient, httputil
 
-from sprockets.mixins.http import _call, _checks, _content, _engine
+from sprockets.mixins.http import _call, _checks, _content, _engine, _request
 from sprockets.mixins.http._content import (
-    AVAILABLE_CONTENT_TYPES,
     CONTENT_TYPE_MSGPACK,
 )
 from sprockets.mixins.http._response import AttemptRecord, HTTPResponse
@@ -30,11 +27,6 @@ LOGGER = logging.getLogger('sprockets.mixins.http')
 #: The User-Agent sent when neither the application nor a consumer names
 #: the service.
 DEFAULT_USER_AGENT = f'sprockets.mixins.http/{__version__}'
-
-_DEFAULT_ACCEPT = ', '.join(str(value) for value in AVAILABLE_CONTENT_TYPES)
-# what the package can decompress: gzip, plus br and zstd with their extras
-_DEFAULT_ACCEPT_ENCODING = _content.ACCEPT_ENCODING
-_BODY_EXPECTED = frozenset({'POST', 'PUT', 'PATCH'})
 
 _ContentTypeArg = typing.Union[str, datastructures.ContentType]
 
@@ -176,103 +168,28 @@ class HTTPClientMixin:
 
         """
         _checks.refuse_raise_error(kwargs)
+        return await self._http_req_send(_request.build_call(
+            self, url=url, method=method, request_headers=request_headers,
+            body=body, content_type=content_type,
+            follow_redirects=follow_redirects, max_redirects=max_redirects,
+            connect_timeout=connect_timeout, request_timeout=request_timeout,
+            retry_timeout=retry_timeout, max_http_attempts=max_http_attempts,
+            auth_username=auth_username, auth_password=auth_password,
+            user_agent=user_agent, validate_cert=validate_cert,
+            allow_nonstandard_methods=allow_nonstandard_methods,
+            dont_retry=dont_retry, retry_policy=retry_policy,
+            deadline=deadline, params=params, options=kwargs))
+
+    async def _http_req_send(
+            self, call: _call.Call,
+            client: typing.Optional[httpclient.AsyncHTTPClient] = None
+    ) -> HTTPResponse:
+        """Send a built call through the engine: the one path of
+        :meth:`http_fetch` and :meth:`Client.request
+        <sprockets.mixins.http.Client.request>`."""
         response = HTTPResponse(self.simplify_error_response,
                                 clock=self._http_req_clock)
-        call = self._http_req_prepare(
-            url, method, request_headers, body, content_type,
-            follow_redirects, max_redirects, connect_timeout,
-            request_timeout, retry_timeout, max_http_attempts, auth_username,
-            auth_password, user_agent, validate_cert,
-            allow_nonstandard_methods, dont_retry, retry_policy, deadline,
-            params, kwargs)
-        return await _engine.run(self, call, response)
-
-    def _http_req_prepare(
-            self, url: typing.Any, method: str,
-            request_headers: typing.Optional[typing.Mapping[str, str]],
-            body: typing.Any, content_type: _ContentTypeArg,
-            follow_redirects: bool, max_redirects: typing.Optional[int],
-            connect_timeout: typing.Optional[float],
-            request_timeout: typing.Optional[float],
-            retry_timeout: typing.Optional[float],
-            max_http_attempts: typing.Optional[int],
-            auth_username: typing.Optional[str],
-            auth_password: typing.Optional[str],
-            user_agent: typing.Optional[str], validate_cert: bool,
-            allow_nonstandard_methods: bool,
-            dont_retry: typing.Optional[typing.Iterable[int]],
-            retry_policy: typing.Optional[RetryPolicy],
-            deadline: typing.Optional[float],
-            params: typing.Optional[typing.Mapping[str, typing.Any]],
-            options: typing.Dict[str, typing.Any]) -> _call.Call:
-        """Validate and assemble one call; raises before anything is sent.
-
-        Every argument goes through :mod:`._checks`, the one validation
-        layer, so that an odd value is a :exc:`TypeError` or
-        :exc:`ValueError` naming it, never a request sent as garbage nor a
-        failure recorded and retried.
-
-        """
-        url = _checks.url(url)
-        if params is not None:
-            pairs = _checks.params(params)
-            if pairs:
-                url = httputil.url_concat(url, pairs)
-        verb = _checks.method(method)
-        _check_method_and_body(verb, body, allow_nonstandard_methods)
-        policy = self._http_req_retry_policy(
-            retry_policy, max_http_attempts, retry_timeout, dont_retry,
-            deadline)
-        content_type = _checks.header_value(
-            'Content-Type', str(CONTENT_TYPE_MSGPACK if content_type is None
-                                else content_type), what='content_type')
-        if (body is not None and _content.codec_for(content_type)
-                == _content.MULTIPART and 'boundary=' not in
-                content_type.lower()):
-            content_type += f'; boundary={uuid.uuid4().hex}'
-        headers = _copy_headers(self._http_req_apply_default_headers(
-            _copy_headers(request_headers), content_type, body))
-        if user_agent is not None:
-            headers['User-Agent'] = _checks.header_value(
-                'User-Agent', user_agent, what='user_agent')
-        if body is None:
-            payload: typing.Union[bytes, str, None] = (
-                b'' if verb in _BODY_EXPECTED else None)
-        else:
-            payload = _serialized(self._http_req_body_serialize(
-                body, headers.get('Content-Type', content_type)))
-        # raises now for text its charset cannot carry
-        _content.encode_body(payload, headers.get('Content-Type'))
-        if policy.idempotency_key and not policy.is_idempotent(verb,
-                                                                 headers):
-            headers['Idempotency-Key'] = str(uuid.uuid4())
-        decompress = _package_decompresses(options)
-        if decompress:
-            # tornado decodes gzip only, and simple_httpclient replaces
-            # Accept-Encoding with "gzip": the engine decompresses instead
-            options['decompress_response'] = False
-        elif (headers.get('Accept-Encoding') == _DEFAULT_ACCEPT_ENCODING
-              and not any(name.lower() == 'accept-encoding'
-                          for name in request_headers or ())):
-            # tornado decompresses, or nothing does: advertise no more
-            del headers['Accept-Encoding']
-        options.update(
-            follow_redirects=follow_redirects,
-            max_redirects=_checks.count(
-                'max_redirects' if max_redirects is not None
-                else 'MAX_REDIRECTS',
-                self.MAX_REDIRECTS if max_redirects is None
-                else max_redirects, minimum=0),
-            auth_username=auth_username, auth_password=auth_password,
-            validate_cert=validate_cert,
-            allow_nonstandard_methods=allow_nonstandard_methods)
-        return _call.Call(
-            url, verb, headers, payload, policy, _deadline(deadline),
-            _timeout('connect_timeout', connect_timeout,
-                     'DEFAULT_CONNECT_TIMEOUT', self.DEFAULT_CONNECT_TIMEOUT),
-            _timeout('request_timeout', request_timeout,
-                     'DEFAULT_REQUEST_TIMEOUT', self.DEFAULT_REQUEST_TIMEOUT),
-            options, decompress)
+        return await _engine.run(self, call, response, client)
 
     def _http_req_retry_policy(
             self, retry_policy: typing.Optional[RetryPolicy],
@@ -289,7 +206,7 @@ class HTTPClientMixin:
         """
         policy = retry_policy or self.RETRY_POLICY
         if policy is None:
-            policy = _default_policy(self.MAX_HTTP_RETRIES,
+            policy = _request.default_policy(self.MAX_HTTP_RETRIES,
                                      self.DEFAULT_RETRY_TIMEOUT)
         elif not isinstance(policy, RetryPolicy):
             raise TypeError(
@@ -346,11 +263,11 @@ class HTTPClientMixin:
         :returns: a new :class:`tornado.httputil.HTTPHeaders`
 
         """
-        headers = _copy_headers(request_headers)
+        headers = _request.copy_headers(request_headers)
         if 'Accept' not in headers:
-            headers['Accept'] = _DEFAULT_ACCEPT
+            headers['Accept'] = _request.DEFAULT_ACCEPT
         if 'Accept-Encoding' not in headers:
-            headers['Accept-Encoding'] = _DEFAULT_ACCEPT_ENCODING
+            headers['Accept-Encoding'] = _request.DEFAULT_ACCEPT_ENCODING
         if body is not None and 'Content-Type' not in headers:
             headers['Content-Type'] = str(content_type)
         if 'Correlation-Id' not in headers:
@@ -498,91 +415,3 @@ class HTTPClientMixin:
         .. versionadded:: 3.0
 
         """
-
-
-_policies: typing.Dict[typing.Tuple[int, float], RetryPolicy] = {}
-
-
-def _default_policy(max_attempts: typing.Any,
-                    retry_timeout: typing.Any) -> RetryPolicy:
-    """Return the policy built from the class attributes, cached by value
-    once they are checked (``True`` is not ``1`` here)."""
-    key = (_checks.count('MAX_HTTP_RETRIES', max_attempts),
-           typing.cast(float, _checks.seconds('DEFAULT_RETRY_TIMEOUT',
-                                              retry_timeout)))
-    policy = _policies.get(key)
-    if policy is None:
-        policy = RetryPolicy(max_attempts=key[0], retry_timeout=key[1])
-        if len(_policies) < 64:
-            _policies[key] = policy
-    return policy
-
-
-def _package_decompresses(options: typing.Mapping[str, typing.Any]) -> bool:
-    """Say whether the package, not tornado, undoes the Content-Encoding
-    of a call with these tornado `options`: when they name neither
-    ``decompress_response`` nor its alias ``use_gzip`` and stream nothing
-    (a ``streaming_callback`` receives what tornado decompressed)."""
-    return (options.get('decompress_response') is None
-            and options.get('use_gzip') is None
-            and options.get('streaming_callback') is None)
-
-
-def _timeout(name: str, value: typing.Optional[float], attribute: str,
-             default: float) -> float:
-    """Return the timeout in effect: `value`, else the class attribute's
-    `default`.  ``0`` and infinity mean no limit (tornado's ``0``, on both
-    clients); anything else :func:`_checks.seconds` refuses raises."""
-    if value is None:
-        name, value = attribute, default
-    seconds = typing.cast(float, _checks.seconds(name, value, infinite=True))
-    return 0.0 if math.isinf(seconds) else seconds
-
-
-# what tornado's clients send without allow_nonstandard_methods
-_STANDARD_METHODS = frozenset({'GET', 'HEAD', 'POST', 'PUT', 'DELETE',
-                               'PATCH', 'OPTIONS'})
-
-
-def _check_method_and_body(method: str, body: typing.Any,
-                           allow_nonstandard_methods: bool) -> None:
-    """Refuse, before sending, what tornado would refuse inside fetch
-    (where it would be recorded as a failed attempt): a method it does not
-    know, or a body with a method that takes none, unless
-    `allow_nonstandard_methods`."""
-    if allow_nonstandard_methods:
-        return
-    if method not in _STANDARD_METHODS:
-        raise ValueError(f'tornado sends the method {method} only with '
-                         'allow_nonstandard_methods=True')
-    if body is not None and method not in _BODY_EXPECTED:
-        raise ValueError(f'a {method} request cannot have a body; pass '
-                         'allow_nonstandard_methods=True to send one')
-
-
-def _serialized(payload: typing.Any) -> typing.Union[bytes, str]:
-    """Check what `_http_req_body_serialize` returned."""
-    if isinstance(payload, (bytes, str)):
-        return payload
-    if isinstance(payload, (bytearray, memoryview)):
-        return bytes(payload)
-    raise TypeError('_http_req_body_serialize must return bytes or str, '
-                    f'got {type(payload).__name__}')
-
-
-def _deadline(value: typing.Optional[float]) -> typing.Optional[float]:
-    """Return the call's own deadline; infinity means none."""
-    seconds = _checks.seconds('deadline', value, allow_none=True,
-                              infinite=True, positive=True)
-    return None if seconds is None or math.isinf(seconds) else seconds
-
-
-def _copy_headers(headers: typing.Any) -> httputil.HTTPHeaders:
-    """Return a new HTTPHeaders of `headers` (a mapping or None), each
-    name and value checked by :func:`_checks.header_pairs` (bytes values
-    decoded as Latin-1)."""
-    copied = httputil.HTTPHeaders()
-    if headers is not None:
-        for name, value in _checks.header_pairs(headers):
-            copied.add(name, value)
-    return copied
