@@ -32,7 +32,10 @@ from sprockets.mixins.http._response import (
 )
 from sprockets.mixins.http._retry import (
     DEFAULT_BUDGET,
+    Decision,
+    DelayReason,
     Failure,
+    Gate,
     RetryBudget,
     RetryPolicy,
     StopReason,
@@ -49,7 +52,10 @@ __all__ = [
     'LOGGER',
     'AttemptRecord',
     'Client',
+    'Decision',
+    'DelayReason',
     'Failure',
+    'Gate',
     'HTTPClientMixin',
     'HTTPResponse',
     'ResponseHeaders',
