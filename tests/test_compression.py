@@ -23,7 +23,7 @@ import zstandard
 from tornado import httpclient, httputil, testing, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _attempt, _cli, _content, _request
+from sprockets.mixins.http import _attempt, _cli, _codings, _content, _request
 from tests import support
 
 Log = typing.List[httputil.HTTPServerRequest]
@@ -158,7 +158,7 @@ def test_decompress_without_extra(monkeypatch: pytest.MonkeyPatch,
                                   extra: str) -> None:
     """Without its extra, a br or zstd body raises an error that names
     the extra to install."""
-    monkeypatch.setattr(_content, module, None)
+    monkeypatch.setattr(_codings, module, None)
     data = COMPRESS[content_encoding](TEXT)
     with pytest.raises(_content.DecompressionError,
                        match=re.escape(f'install {extra}')):
@@ -178,10 +178,10 @@ def test_accept_encoding(monkeypatch: pytest.MonkeyPatch, has_brotli: bool,
     """gzip is always advertised, br and zstd only when their module
     imports."""
     if not has_brotli:
-        monkeypatch.setattr(_content, 'brotli', None)
+        monkeypatch.setattr(_codings, 'brotli', None)
     if not has_zstandard:
-        monkeypatch.setattr(_content, 'zstandard', None)
-    assert _content.accept_encoding() == expected
+        monkeypatch.setattr(_codings, 'zstandard', None)
+    assert _codings.accept_encoding() == expected
 
 
 def test_accept_encoding_computed_at_import() -> None:
@@ -572,7 +572,7 @@ class CompressionCases(support.ServerTestCase):
     async def test_without_brotli(self) -> None:
         """Without the brotli module, a br body is kept as it arrived and
         body_error names the extra to install."""
-        with mock.patch.object(_content, 'brotli', None):
+        with mock.patch.object(_codings, 'brotli', None):
             response = await self.call('/br-json')
         body = response.body
         self.assertEqual(body, brotli.compress(JSON_BYTES))

@@ -14,9 +14,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / 'sprockets' / \
 
 # each module's layer: a module imports only from lower layers (and from
 # its own subpackage); docs/design.rst draws the same picture
-LAYERS: typing.Dict[str, int] = {
-    '_version': 0, '_checks': 0, '_urls': 0, '_content': 0,
-    '_retry': 1,
+LAYERS: typing.Dict[str, float] = {
+    '_version': 0, '_checks': 0, '_urls': 0, '_codings': 0, '_reasons': 0,
+    '_content': 1, '_budget': 1,
+    '_retry': 1.5,
     '_response': 2,
     '_transports': 3, '_redirects': 3, '_call': 3, '_otel': 3,
     '_observe': 4,
