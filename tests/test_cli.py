@@ -33,6 +33,10 @@ from tornado import httpclient, httpserver, httputil, netutil, web
 
 from sprockets.mixins import http
 from sprockets.mixins.http import _checks, _cli, testing
+from sprockets.mixins.http._cli import args as cli_args
+from sprockets.mixins.http._cli import demo as cli_demo
+from sprockets.mixins.http._cli import render as cli_render
+from sprockets.mixins.http._cli import timeline as cli_timeline
 
 TLS = pathlib.Path(__file__).parent / 'tls'
 BINARY = bytes(range(256))
@@ -1341,15 +1345,15 @@ class TestDemo:
 def test_normalize_argv(argv: typing.List[str],
                         expected: typing.List[str]) -> None:
     """tornado's flags are translated; option values are left alone."""
-    assert _cli.normalize_argv(argv) == expected
+    assert cli_args.normalize_argv(argv) == expected
 
 
 def test_value_options_match_the_parser() -> None:
     """VALUE_OPTIONS lists exactly the options that take a value."""
-    parser = _cli.build_parser()
+    parser = cli_args.build_parser()
     taking = {option for action in parser._actions
               for option in action.option_strings if action.nargs != 0}
-    assert taking == _cli.VALUE_OPTIONS
+    assert taking == cli_args.VALUE_OPTIONS
 
 
 @pytest.mark.parametrize('url', [
@@ -1359,7 +1363,7 @@ def test_value_options_match_the_parser() -> None:
 def test_check_url_accepts(url: str) -> None:
     """Absolute http and https URLs with a host are accepted, text
     outside ASCII too (the package percent-encodes it)."""
-    assert _cli.check_url(url) == url
+    assert cli_args.check_url(url) == url
 
 
 @pytest.mark.parametrize('url', [
@@ -1369,8 +1373,8 @@ def test_check_url_accepts(url: str) -> None:
     '\x01http://h/'])
 def test_check_url_rejects(url: str) -> None:
     """Anything else is a usage error."""
-    with pytest.raises(_cli.UsageError, match='invalid URL'):
-        _cli.check_url(url)
+    with pytest.raises(cli_args.UsageError, match='invalid URL'):
+        cli_args.check_url(url)
 
 
 @pytest.mark.parametrize('value, expected', [
@@ -1383,7 +1387,7 @@ def test_check_url_rejects(url: str) -> None:
 ])
 def test_parse_header(value: str, expected: typing.Tuple[str, str]) -> None:
     """'Name: value' splits at the first colon, trimmed."""
-    assert _cli.parse_header(value) == expected
+    assert cli_args.parse_header(value) == expected
 
 
 def _refused(check: typing.Callable[[], typing.Any]) -> bool:
@@ -1408,10 +1412,10 @@ def test_parse_header_refuses_what_the_package_refuses(name: str,
     refused = _refused(lambda: _checks.header_value(
         _checks.header_name(name), value))
     if not refused:
-        assert _cli.parse_header(f'{name}: {value}') == (name, value)
+        assert cli_args.parse_header(f'{name}: {value}') == (name, value)
         return
-    with pytest.raises(_cli.UsageError, match=r'^invalid header '):
-        _cli.parse_header(f'{name}: {value}')
+    with pytest.raises(cli_args.UsageError, match=r'^invalid header '):
+        cli_args.parse_header(f'{name}: {value}')
 
 
 @pytest.mark.parametrize('header', [
@@ -1438,10 +1442,10 @@ def test_method_refuses_what_the_package_refuses(method: str) -> None:
     """-X refuses exactly what _checks.method refuses."""
     argv = ['-X', method, 'http://127.0.0.1/']
     if _refused(lambda: _checks.method(method)):
-        with pytest.raises(_cli.UsageError, match='invalid method'):
-            _cli.parse_args(argv)
+        with pytest.raises(cli_args.UsageError, match='invalid method'):
+            cli_args.parse_args(argv)
     else:
-        assert _cli.parse_args(argv).method == method
+        assert cli_args.parse_args(argv).method == method
 
 
 @pytest.mark.parametrize('option, value, refused', [
@@ -1458,10 +1462,10 @@ def test_seconds_are_checked_by_the_package_rule(option: str, value: str,
     parsed, by _checks.seconds (and the MAX_SECONDS cap)."""
     argv = [f'{option}={value}', 'http://127.0.0.1/']
     if refused:
-        with pytest.raises(_cli.UsageError, match=f'^{option} must be '):
-            _cli.parse_args(argv)
+        with pytest.raises(cli_args.UsageError, match=f'^{option} must be '):
+            cli_args.parse_args(argv)
     else:
-        _cli.parse_args(argv)
+        cli_args.parse_args(argv)
 
 
 @pytest.mark.parametrize('text, keep_lines, expected', [
@@ -1477,7 +1481,7 @@ def test_seconds_are_checked_by_the_package_rule(option: str, value: str,
 def test_escape_controls(text: str, keep_lines: bool, expected: str) -> None:
     """C0 controls but tab, DEL and C1 controls become \\xNN; with
     keep_lines, LF and CR LF stay too."""
-    assert _cli.escape_controls(text, keep_lines=keep_lines) == expected
+    assert cli_render.escape_controls(text, keep_lines=keep_lines) == expected
 
 
 def _record(**fields: typing.Any) -> http.AttemptRecord:
@@ -1501,7 +1505,7 @@ def _record(**fields: typing.Any) -> http.AttemptRecord:
 ])
 def test_attempt_line(record: http.AttemptRecord, expected: str) -> None:
     """One stable, readable line per attempt."""
-    assert _cli.attempt_line(record) == expected
+    assert cli_timeline.attempt_line(record) == expected
 
 
 @pytest.mark.parametrize('arguments, expected', [
@@ -1516,7 +1520,7 @@ def test_attempt_line(record: http.AttemptRecord, expected: str) -> None:
 def test_stop_line(arguments: typing.Tuple[typing.Any, ...],
                    expected: str) -> None:
     """The last line names the stop reason, attempts and duration."""
-    assert _cli.stop_line(*arguments) == expected
+    assert cli_timeline.stop_line(*arguments) == expected
 
 
 class FakeClock:
@@ -1537,12 +1541,12 @@ class FakeClock:
 def test_countdown_on_a_terminal() -> None:
     """On a terminal the wait ticks by 0.1 s with a countdown line."""
     stream, clock = io.StringIO(), FakeClock()
-    line = _cli.Timeline(stream, tty=True, clock=clock)
+    line = cli_timeline.Timeline(stream, tty=True, clock=clock)
     line.attempt(_record(status=503, delay=0.35, delay_reason='backoff'))
     asyncio.run(line.wait(0.35, clock.sleep))
     assert sum(clock.sleeps) == pytest.approx(0.35)
     assert 4 <= len(clock.sleeps) <= 5
-    assert all(tick <= _cli.COUNTDOWN_TICK for tick in clock.sleeps)
+    assert all(tick <= cli_timeline.COUNTDOWN_TICK for tick in clock.sleeps)
     plain = 'attempt 1: 503 in 0.000 s -> retrying in 0.35 s (backoff)'
     first, *frames, last = stream.getvalue().split('\r')
     assert first == plain
@@ -1559,7 +1563,7 @@ def test_countdown_on_a_terminal() -> None:
 def test_no_countdown_off_a_terminal() -> None:
     """Off a terminal the line is written once and slept once."""
     stream, clock = io.StringIO(), FakeClock()
-    line = _cli.Timeline(stream, tty=False, clock=clock)
+    line = cli_timeline.Timeline(stream, tty=False, clock=clock)
     line.attempt(_record(status=503, delay=2.5, delay_reason='backoff'))
     asyncio.run(line.wait(2.5, clock.sleep))
     assert clock.sleeps == [2.5]
@@ -1577,7 +1581,7 @@ def test_no_countdown_off_a_terminal() -> None:
 ])
 def test_to_jsonable(value: typing.Any, expected: typing.Any) -> None:
     """What JSON cannot show gets a clear, documented marker."""
-    assert _cli.to_jsonable(value) == expected
+    assert cli_render.to_jsonable(value) == expected
 
 
 def _response(body: bytes, content_type: typing.Optional[str]
@@ -1605,7 +1609,7 @@ def _response(body: bytes, content_type: typing.Optional[str]
 def test_render_text(body: bytes, content_type: typing.Optional[str],
                      text: str) -> None:
     """JSON and msgpack are pretty-printed; textual types are decoded."""
-    assert _cli.render_body(_response(body, content_type)).text == text
+    assert cli_render.render_body(_response(body, content_type)).text == text
 
 
 @pytest.mark.parametrize('body, content_type', [
@@ -1617,35 +1621,35 @@ def test_render_text(body: bytes, content_type: typing.Optional[str],
 def test_render_binary(body: bytes,
                        content_type: typing.Optional[str]) -> None:
     """Anything else is binary, kept as received."""
-    assert _cli.render_body(_response(body, content_type)).data == body
+    assert cli_render.render_body(_response(body, content_type)).data == body
 
 
 @pytest.mark.parametrize('body, content_type, shown', [
     (b'[' * DEEP + b']' * DEEP, 'application/json',
-     _cli.Rendered(text='[' * DEEP + ']' * DEEP + '\n',
-                   note='the json body is nested too deeply to '
-                        'pretty-print; shown as received')),
+     cli_render.Rendered(text='[' * DEEP + ']' * DEEP + '\n',
+                         note='the json body is nested too deeply to '
+                              'pretty-print; shown as received')),
     (b'\x91' * DEEP + b'\x01', 'application/msgpack',
-     _cli.Rendered(data=b'\x91' * DEEP + b'\x01',
-                   note='the msgpack body is nested too deeply to '
-                        'pretty-print; shown as received')),
+     cli_render.Rendered(data=b'\x91' * DEEP + b'\x01',
+                         note='the msgpack body is nested too deeply to '
+                              'pretty-print; shown as received')),
 ])
 def test_render_too_deep(body: bytes, content_type: str,
-                         shown: _cli.Rendered) -> None:
+                         shown: cli_render.Rendered) -> None:
     """A body that decodes but is too deep to print is shown raw."""
-    assert _cli.render_body(_response(body, content_type)) == shown
+    assert cli_render.render_body(_response(body, content_type)) == shown
 
 
 def test_render_names_an_error_without_a_message() -> None:
     """An undecodable body's note names the error's class if no message."""
-    shown = _cli.render_body(_response(b'\xc1', 'application/msgpack'))
+    shown = cli_render.render_body(_response(b'\xc1', 'application/msgpack'))
     assert shown.note == ('the body is not valid msgpack (FormatError); '
                           'shown as received')
 
 
 def test_render_notes_an_undecodable_json_body() -> None:
     """A JSON body that does not parse is shown as text with a note."""
-    shown = _cli.render_body(_response(b'{bad', 'application/json'))
+    shown = cli_render.render_body(_response(b'{bad', 'application/json'))
     assert shown.note is not None
     assert shown.note.startswith('the body is not valid json')
 
@@ -1702,4 +1706,5 @@ def test_bad_http_max_clients_is_a_usage_error(
 
 def test_demo_document_has_bytes() -> None:
     """The demo's msgpack document has bytes, to show the marker."""
-    assert base64.b64encode(_cli.DEMO_ORDER['thumbnail']) == b'iVBORw0KGgo='
+    assert (base64.b64encode(cli_demo.DEMO_ORDER['thumbnail'])
+            == b'iVBORw0KGgo=')

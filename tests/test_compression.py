@@ -23,7 +23,8 @@ import zstandard
 from tornado import httpclient, httputil, testing, web
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _attempt, _cli, _codings, _content, _request
+from sprockets.mixins.http import _attempt, _codings, _content, _request
+from sprockets.mixins.http._cli import render as cli_render
 from tests import support
 
 Log = typing.List[httputil.HTTPServerRequest]
@@ -306,7 +307,7 @@ def test_cli_renders_decompressed_text() -> None:
                             'text/plain; charset=utf-8')
     _attempt.inflate(raw)
     response.append_response(raw)
-    assert _cli.render_body(response).text == TEXT.decode('ascii')
+    assert cli_render.render_body(response).text == TEXT.decode('ascii')
 
 
 # -- a real server ------------------------------------------------------------

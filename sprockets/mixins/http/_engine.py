@@ -166,7 +166,3 @@ def _plain_dict(headers: typing.Mapping[str, str]) -> typing.Dict[str, str]:
     if isinstance(headers, httputil.HTTPHeaders):
         return {name: headers[name] for name in headers}
     return dict(headers)
-
-
-# the CLI's way to the AsyncHTTPClient pool, until it names _transports
-async_http_client = _transports.async_http_client
