@@ -17,6 +17,7 @@ from tornado import httputil, testing, web
 
 from sprockets.mixins import http
 from sprockets.mixins.http import _content
+from sprockets.mixins.http.testing import FakeUpstream
 from sprockets.mixins.mediatype import transcoders
 from tests import support
 
@@ -24,6 +25,10 @@ Log = typing.List[httputil.HTTPServerRequest]
 LOGGER_NAME = 'sprockets.mixins.http'
 
 # -- request side: handlers that record what arrived -------------------------
+#
+# bespoke: the tests read what tornado parsed (form fields, files, query
+# arguments) and /echo sends the request's own body back, which FakeUpstream
+# does not do
 
 
 class RecordingHandler(web.RequestHandler):
@@ -49,81 +54,71 @@ class EchoBodyHandler(RecordingHandler):
         self.finish(self.request.body)
 
 
-# -- response side: one handler per body --------------------------------------
+# -- response side: one scripted reply per body ------------------------------
 
-
-def body_handler(content_type: typing.Optional[str], body: bytes,
-                 doc: str) -> typing.Type[web.RequestHandler]:
-    """A handler that answers 200 with `body` as `content_type`."""
-
-    class BodyHandler(web.RequestHandler):
-        def get(self) -> None:
-            if content_type is not None:
-                self.set_header('Content-Type', content_type)
-            self.finish(body)
-
-    BodyHandler.__doc__ = doc
-    return BodyHandler
-
-
-InvalidJSONHandler = body_handler(
-    'application/json', b'{"unterminated": ', 'Truncated JSON.')
-GarbageMsgpackHandler = body_handler(
-    'application/msgpack', b'\xc1\xc1\xc1', 'Bytes msgpack never uses.')
-Latin1JSONHandler = body_handler(
-    'application/json; charset=latin-1',
-    '{"city": "Malmö", "drink": "café"}'.encode('latin-1'),
-    'JSON in latin-1, declared.')
-WrongCharsetJSONHandler = body_handler(
-    'application/json; charset=utf-8', '{"city": "Malmö"}'.encode('latin-1'),
-    'JSON in latin-1, declared as UTF-8.')
-UnknownCharsetJSONHandler = body_handler(
-    'application/json; charset=no-such-charset', b'{"a": 1}',
-    'JSON in a charset Python does not know.')
-BinaryMsgpackHandler = body_handler(
-    'application/msgpack',
-    msgpack.packb({'name': 'blob', 'data': b'\x00\xff\xfe'},
-                  use_bin_type=True),
-    'msgpack with a binary value that is not UTF-8.')
-ProblemJSONHandler = body_handler(
-    'application/problem+json', b'{"title": "Out of stock"}',
-    'JSON with a +json suffix.')
-OctetStreamHandler = body_handler(
-    'application/octet-stream', b'\x00\x01binary',
-    'A content type the package does not decode.')
-EmptyJSONHandler = body_handler(
-    'application/json', b'', 'An empty body declared as JSON.')
-
-
-class CookiesHandler(web.RequestHandler):
-    """Sets two cookies in two Set-Cookie fields."""
-
-    def get(self) -> None:
-        self.add_header('Set-Cookie', 'first=1; Path=/')
-        self.add_header('Set-Cookie', 'second=2; HttpOnly')
-        self.finish()
-
+#: path: (Content-Type, body, what it is), each answered 200 to a GET
+BODIES: typing.Dict[str, typing.Tuple[str, bytes, str]] = {
+    '/invalid-json': ('application/json', b'{"unterminated": ',
+                      'Truncated JSON.'),
+    '/garbage-msgpack': ('application/msgpack', b'\xc1\xc1\xc1',
+                         'Bytes msgpack never uses.'),
+    '/latin-1': ('application/json; charset=latin-1',
+                 '{"city": "Malmö", "drink": "café"}'.encode('latin-1'),
+                 'JSON in latin-1, declared.'),
+    '/wrong-charset': ('application/json; charset=utf-8',
+                       '{"city": "Malmö"}'.encode('latin-1'),
+                       'JSON in latin-1, declared as UTF-8.'),
+    '/unknown-charset': ('application/json; charset=no-such-charset',
+                         b'{"a": 1}',
+                         'JSON in a charset Python does not know.'),
+    '/problem': ('application/problem+json', b'{"title": "Out of stock"}',
+                 'JSON with a +json suffix.'),
+    '/octet-stream': ('application/octet-stream', b'\x00\x01binary',
+                      'A content type the package does not decode.'),
+    '/empty-json': ('application/json', b'',
+                    'An empty body declared as JSON.'),
+}
 
 MALFORMED_LINK = 'no angle brackets; rel=next'
 
+#: path: (the response's header fields, what they are), each answered 200
+#: without a body to a GET
+HEADERS: typing.Dict[str, typing.Tuple[typing.List[typing.Tuple[str, str]],
+                                       str]] = {
+    '/cookies': ([('Set-Cookie', 'first=1; Path=/'),
+                  ('Set-Cookie', 'second=2; HttpOnly')],
+                 'Two cookies in two Set-Cookie fields.'),
+    '/malformed-link': ([('Link', MALFORMED_LINK)],
+                        'A Link header that does not parse.'),
+    '/links': ([('Link', '<https://api.example/items?page=3>; rel="next"'),
+                ('Link', '<https://api.example/items?page=1>; '
+                         'rel=prev; title="previous page"')],
+               'A Link header with two links in two fields.'),
+}
 
-class MalformedLinkHandler(web.RequestHandler):
-    """Sends a Link header that does not parse."""
+
+class BinaryMsgpackHandler(web.RequestHandler):
+    """msgpack with a binary value that is not UTF-8.  Bespoke: a test
+    counts the calls of _content.deserialize, which FakeUpstream makes too,
+    to record each request."""
 
     def get(self) -> None:
-        self.set_header('Link', MALFORMED_LINK)
-        self.finish()
+        self.set_header('Content-Type', 'application/msgpack')
+        self.finish(msgpack.packb({'name': 'blob', 'data': b'\x00\xff\xfe'},
+                                  use_bin_type=True))
 
 
-class LinksHandler(web.RequestHandler):
-    """Sends a Link header with two links in two fields."""
-
-    def get(self) -> None:
-        self.add_header('Link', '<https://api.example/items?page=3>; '
-                        'rel="next"')
-        self.add_header('Link', '<https://api.example/items?page=1>; '
-                        'rel=prev; title="previous page"')
-        self.finish()
+def response_side() -> FakeUpstream:
+    """The upstream that answers with :data:`BODIES` and
+    :data:`HEADERS`."""
+    upstream = FakeUpstream()
+    for path, (content_type, body, _) in BODIES.items():
+        support.always(upstream, path, 200, body,
+                       content_type=content_type, methods=['GET'])
+    for path, (headers, _) in HEADERS.items():
+        support.always(upstream, path, 200, headers=headers,
+                       methods=['GET'])
+    return upstream
 
 
 class Widget:
@@ -139,29 +134,25 @@ EXTENDED = {'id': AN_UUID, 'at': A_DATETIME, 'on': A_DATE,
             'amount': decimal.Decimal('10.50'), 'blob': b'\x00\xff\xfe'}
 
 
+@support.on_every_client('TestBodies')
 class BodyCases(support.ServerTestCase):
     """Serialization on the way out, decoding on the way back."""
 
-    __test__ = False  # run through the two subclasses below
-    get_with_body = True  # the curl client refuses a GET with a body
+    __test__ = False  # run through on_every_client
+
+    @property
+    def get_with_body(self) -> bool:
+        """Whether the client sends a GET with a body (curl refuses)."""
+        return self.implementation != support.CURL
 
     def get_app(self) -> web.Application:
         self.log: Log = []
+        self.upstream = response_side()
         return web.Application([
             ('/record', RecordingHandler, {'log': self.log}),
             ('/echo', EchoBodyHandler, {'log': self.log}),
-            ('/invalid-json', InvalidJSONHandler),
-            ('/garbage-msgpack', GarbageMsgpackHandler),
-            ('/latin-1', Latin1JSONHandler),
-            ('/wrong-charset', WrongCharsetJSONHandler),
-            ('/unknown-charset', UnknownCharsetJSONHandler),
             ('/binary-msgpack', BinaryMsgpackHandler),
-            ('/problem', ProblemJSONHandler),
-            ('/octet-stream', OctetStreamHandler),
-            ('/empty-json', EmptyJSONHandler),
-            ('/cookies', CookiesHandler),
-            ('/malformed-link', MalformedLinkHandler),
-            ('/links', LinksHandler),
+            *self.upstream.handlers(),
         ])
 
     async def send(self, body: typing.Any, content_type: typing.Any,
@@ -484,13 +475,3 @@ class BodyCases(support.ServerTestCase):
             {'target': 'https://api.example/items?page=3', 'rel': 'next'},
             {'target': 'https://api.example/items?page=1', 'rel': 'prev',
              'title': 'previous page'}])
-
-
-class TestBodiesSimple(BodyCases):
-    __test__ = True
-
-
-class TestBodiesCurl(BodyCases):
-    __test__ = True
-    implementation = support.CURL
-    get_with_body = False

@@ -6,10 +6,14 @@ import gc
 import logging
 import typing
 
-import pycurl
 from tornado import testing, web
 
 from tests import support
+
+try:
+    import pycurl
+except ImportError:  # support.on_every_client skips the curl cases
+    pycurl = None
 
 
 class HangingHandler(web.RequestHandler):
@@ -35,6 +39,7 @@ class ErrorRecords(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+@support.on_every_client('TestCancel')
 class CancelCases(support.ServerTestCase):
     __test__ = False
 
@@ -92,12 +97,3 @@ class CancelCases(support.ServerTestCase):
             await asyncio.sleep(0)
         gc.collect()
         self.assertEqual(errors.messages, [])
-
-
-class TestCancelSimple(CancelCases):
-    __test__ = True
-
-
-class TestCancelCurl(CancelCases):
-    __test__ = True
-    implementation = support.CURL

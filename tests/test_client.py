@@ -276,7 +276,7 @@ def threaded_server() -> typing.Iterator[str]:
     thread.join(10)
 
 
-@pytest.mark.parametrize('implementation', [support.SIMPLE, support.CURL])
+@pytest.mark.parametrize('implementation', support.every_client())
 def test_http_clients_of_closed_loops_are_closed(
         threaded_server: str, implementation: str) -> None:
     """A client used across several asyncio.run() calls holds only the
@@ -376,8 +376,9 @@ class MixinUser(http.HTTPClientMixin):
     """A plain mixin user, to compare with the Client."""
 
 
+@support.on_every_client('TestClient')
 class ClientCases(support.ServerTestCase):
-    __test__ = False  # run through the two subclasses below
+    __test__ = False  # run through on_every_client
 
     handlers: typing.ClassVar[typing.List[typing.Any]] = [
         ('/flaky', FlakyHandler),
@@ -744,12 +745,3 @@ class ClientCases(support.ServerTestCase):
         self.assertIsNot(closed[0], httpclient.AsyncHTTPClient())
         response = await MixinUser().http_fetch(self.get_url('/echo'))
         self.assertTrue(response.ok)
-
-
-class TestClientSimple(ClientCases):
-    __test__ = True
-
-
-class TestClientCurl(ClientCases):
-    __test__ = True
-    implementation = support.CURL

@@ -17,6 +17,7 @@ from ietfparse import datastructures
 from tornado import httpclient, httputil, testing, web
 
 from sprockets.mixins import http
+from sprockets.mixins.http.testing import FakeUpstream, RecordedRequest
 from tests import support
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -188,46 +189,6 @@ def test_cooperative_init(cls: typing.Any) -> None:
 
 # -- integration: on both clients -------------------------------------------
 
-class RecordHandler(web.RequestHandler):
-    """Records every request and answers 200 with a JSON body."""
-
-    def initialize(self, log: typing.List[httputil.HTTPServerRequest]
-                   ) -> None:
-        self.log = log
-
-    def prepare(self) -> None:
-        self.log.append(self.request)
-        self.set_header('X-Recorded', 'yes')
-        self.finish({'recorded': len(self.log)})
-
-
-class UnavailableHandler(RecordHandler):
-    """Records every request and answers 503."""
-
-    def prepare(self) -> None:
-        self.log.append(self.request)
-        self.set_status(503)
-        self.finish({'message': 'try later'})
-
-
-class NotFoundHandler(RecordHandler):
-    """Answers 404 with an error document that has a message."""
-
-    def prepare(self) -> None:
-        self.log.append(self.request)
-        self.set_status(404)
-        self.finish({'message': 'no such thing', 'code': 'E404'})
-
-
-class RedirectHandler(RecordHandler):
-    """Redirects /hop/<n> to /hop/<n - 1>, and /hop/0 to /record."""
-
-    def prepare(self) -> None:
-        self.log.append(self.request)
-        hop = int(self.request.path.rsplit('/', 1)[1])
-        self.redirect(f'/hop/{hop - 1}' if hop else '/record')
-
-
 class RecordingClient(support.RecordingClient):
     """Records delays; the class attributes are changed per test."""
 
@@ -249,21 +210,32 @@ class Address:
         return self.url
 
 
+@support.on_every_client('TestCompat')
 class CompatCases(support.ServerTestCase):
     """2.x behaviour through a real server."""
 
-    __test__ = False  # run through the two subclasses below
+    __test__ = False  # run through on_every_client
 
     def get_app(self) -> web.Application:
-        self.log: typing.Dict[str, typing.List[httputil.HTTPServerRequest]] = {
-            name: [] for name in ('record', 'unavailable', 'missing', 'hop')}
-        return web.Application([
-            ('/record', RecordHandler, {'log': self.log['record']}),
-            ('/unavailable', UnavailableHandler,
-             {'log': self.log['unavailable']}),
-            ('/missing', NotFoundHandler, {'log': self.log['missing']}),
-            (r'/hop/\d+', RedirectHandler, {'log': self.log['hop']}),
-        ])
+        self.upstream = FakeUpstream()
+        support.always(self.upstream, '/record', 200, {'recorded': True},
+                       headers={'X-Recorded': 'yes'})
+        support.always(self.upstream, '/unavailable', 503,
+                       {'message': 'try later'})
+        support.always(self.upstream, '/missing', 404,
+                       {'message': 'no such thing', 'code': 'E404'})
+        # /hop/1 redirects to /hop/0, and /hop/0 to /record
+        support.always(self.upstream, '/hop/1', 302,
+                       headers={'Location': '/hop/0'})
+        support.always(self.upstream, '/hop/0', 302,
+                       headers={'Location': '/record'})
+        return web.Application(self.upstream.handlers())
+
+    def received(self, name: str) -> typing.List[RecordedRequest]:
+        """The requests that reached /`name` (or below it), in order."""
+        return [request for request in self.upstream.requests
+                if request.path == f'/{name}'
+                or request.path.startswith(f'/{name}/')]
 
     # class attributes -------------------------------------------------------
 
@@ -274,7 +246,7 @@ class CompatCases(support.ServerTestCase):
                             {'MAX_HTTP_RETRIES': 2})
         response = await client_class().http_fetch(
             self.get_url('/unavailable'))
-        self.assertEqual(len(self.log['unavailable']), 2)
+        self.assertEqual(len(self.received('unavailable')), 2)
         self.assertEqual(response.attempts, 2)
         self.assertEqual(response.stop_reason, 'attempts-exhausted')
 
@@ -285,7 +257,7 @@ class CompatCases(support.ServerTestCase):
         client = RecordingClient()
         client.MAX_HTTP_RETRIES = 1
         response = await client.http_fetch(self.get_url('/unavailable'))
-        self.assertEqual(len(self.log['unavailable']), 1)
+        self.assertEqual(len(self.received('unavailable')), 1)
         self.assertEqual(response.attempts, 1)
         self.assertEqual(RecordingClient.MAX_HTTP_RETRIES, 3)
 
@@ -326,7 +298,7 @@ class CompatCases(support.ServerTestCase):
         self.assertEqual(
             [(r.connect_timeout, r.request_timeout) for r in sent],
             [(7, 8), (5, 6), (1, 2)])
-        self.assertEqual(len(self.log['record']), 3)
+        self.assertEqual(len(self.received('record')), 3)
 
     @testing.gen_test
     async def test_max_redirects_on_class_and_instance(self) -> None:
@@ -336,17 +308,17 @@ class CompatCases(support.ServerTestCase):
                             {'MAX_REDIRECTS': 1, 'MAX_HTTP_RETRIES': 1})
         short = await client_class().http_fetch(
             self.get_url('/hop/1'), follow_redirects=True)
-        self.assertEqual([r.path for r in self.log['hop']],
+        self.assertEqual([r.path for r in self.received('hop')],
                          ['/hop/1', '/hop/0'])
-        self.assertEqual(self.log['record'], [])
+        self.assertEqual(self.received('record'), [])
         self.assertNotEqual(short.code, 200)
         client = client_class()
         client.MAX_REDIRECTS = 2
         response = await client.http_fetch(self.get_url('/hop/1'),
                                            follow_redirects=True)
         self.assertEqual(response.code, 200)
-        self.assertEqual(len(self.log['hop']), 4)
-        self.assertEqual(len(self.log['record']), 1)
+        self.assertEqual(len(self.received('hop')), 4)
+        self.assertEqual(len(self.received('record')), 1)
 
     @testing.gen_test
     async def test_simplify_error_response_false_on_class(self) -> None:
@@ -380,7 +352,7 @@ class CompatCases(support.ServerTestCase):
             with self.assertRaisesRegex(RuntimeError, 'raise_error'):
                 await RecordingClient().http_fetch(
                     self.get_url('/record'), raise_error=value)
-        self.assertEqual(self.log['record'], [])
+        self.assertEqual(self.received('record'), [])
 
     @testing.gen_test
     async def test_url_object_with_str(self) -> None:
@@ -388,7 +360,8 @@ class CompatCases(support.ServerTestCase):
         response = await RecordingClient().http_fetch(
             Address(self.get_url('/record?from=object')))
         self.assertTrue(response.ok)
-        self.assertEqual(self.log['record'][0].uri, '/record?from=object')
+        self.assertEqual(support.uri(self.received('record')[0]),
+                         '/record?from=object')
 
     @testing.gen_test
     async def test_extra_kwargs_reach_tornado(self) -> None:
@@ -402,7 +375,7 @@ class CompatCases(support.ServerTestCase):
         self.assertTrue(response.ok)
         self.assertIn('X-Recorded: yes\r\n', lines)
         self.assertEqual(
-            self.log['record'][0].headers['If-Modified-Since'],
+            self.received('record')[0].headers['If-Modified-Since'],
             'Tue, 14 Nov 2023 22:13:20 GMT')
 
     # 2.x users' test patterns ------------------------------------------------
@@ -461,7 +434,7 @@ class CompatCases(support.ServerTestCase):
                          self.get_url('/record'))
         self.assertEqual(response.body, {'canned': True})
         self.assertIs(response.raw, built[0])
-        self.assertEqual(self.log['record'], [])
+        self.assertEqual(self.received('record'), [])
 
     @testing.gen_test
     async def test_patch_fetch_with_async_mock(self) -> None:
@@ -475,13 +448,4 @@ class CompatCases(support.ServerTestCase):
         self.assertEqual(patched.await_count, 1)
         self.assertTrue(response.ok)
         self.assertEqual(response.body, {'canned': True})
-        self.assertEqual(self.log['record'], [])
-
-
-class TestCompatSimple(CompatCases):
-    __test__ = True
-
-
-class TestCompatCurl(CompatCases):
-    __test__ = True
-    implementation = support.CURL
+        self.assertEqual(self.received('record'), [])

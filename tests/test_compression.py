@@ -25,9 +25,9 @@ from tornado import httpclient, httputil, testing, web
 from sprockets.mixins import http
 from sprockets.mixins.http import _attempt, _codings, _content, _request
 from sprockets.mixins.http._cli import render as cli_render
+from sprockets.mixins.http.testing import FakeUpstream, RecordedRequest
 from tests import support
 
-Log = typing.List[httputil.HTTPServerRequest]
 LOGGER_NAME = 'sprockets.mixins.http'
 
 DOCUMENT = {'greeting': 'héllo', 'numbers': [1, 2, 3], 'nested': {'a': None}}
@@ -313,68 +313,49 @@ def test_cli_renders_decompressed_text() -> None:
 # -- a real server ------------------------------------------------------------
 
 
-def encoded_handler(content_encoding: str, content_type: str, data: bytes,
-                    doc: str, status: int = 200
-                    ) -> typing.Type[web.RequestHandler]:
-    """A handler that records the request and answers `data`, compressed
-    with `content_encoding`, as `content_type`."""
-    compressed = COMPRESS[content_encoding](data)
-
-    class EncodedHandler(web.RequestHandler):
-        def initialize(self, log: Log) -> None:
-            self.log = log
-
-        def get(self) -> None:
-            self.log.append(self.request)
-            self.set_status(status)
-            self.set_header('Content-Type', content_type)
-            self.set_header('Content-Encoding', content_encoding)
-            self.finish(compressed)
-
-    EncodedHandler.__doc__ = doc
-    return EncodedHandler
-
-
-GzipJSONHandler = encoded_handler(
-    'gzip', 'application/json', JSON_BYTES, 'gzip-compressed JSON.')
-BrotliJSONHandler = encoded_handler(
-    'br', 'application/json', JSON_BYTES, 'br-compressed JSON.')
-ZstdJSONHandler = encoded_handler(
-    'zstd', 'application/json', JSON_BYTES, 'zstd-compressed JSON.')
-GzipMsgpackHandler = encoded_handler(
-    'gzip', 'application/msgpack', MSGPACK_BYTES, 'gzip-compressed msgpack.')
-BrotliMsgpackHandler = encoded_handler(
-    'br', 'application/msgpack', MSGPACK_BYTES, 'br-compressed msgpack.')
-ZstdMsgpackHandler = encoded_handler(
-    'zstd', 'application/msgpack', MSGPACK_BYTES, 'zstd-compressed msgpack.')
-GzipNotFoundHandler = encoded_handler(
-    'gzip', 'application/json', b'{"message": "no such user"}',
-    'A 404 with a gzip-compressed JSON error.', status=404)
+#: path: (Content-Encoding, Content-Type, data before compression, status,
+#: what it is), each answered to a GET
+ENCODED: typing.Dict[str, typing.Tuple[str, str, bytes, int, str]] = {
+    '/gzip-json': ('gzip', 'application/json', JSON_BYTES, 200,
+                   'gzip-compressed JSON.'),
+    '/br-json': ('br', 'application/json', JSON_BYTES, 200,
+                 'br-compressed JSON.'),
+    '/zstd-json': ('zstd', 'application/json', JSON_BYTES, 200,
+                   'zstd-compressed JSON.'),
+    '/gzip-msgpack': ('gzip', 'application/msgpack', MSGPACK_BYTES, 200,
+                      'gzip-compressed msgpack.'),
+    '/br-msgpack': ('br', 'application/msgpack', MSGPACK_BYTES, 200,
+                    'br-compressed msgpack.'),
+    '/zstd-msgpack': ('zstd', 'application/msgpack', MSGPACK_BYTES, 200,
+                      'zstd-compressed msgpack.'),
+    '/gzip-not-found': ('gzip', 'application/json',
+                        b'{"message": "no such user"}', 404,
+                        'A 404 with a gzip-compressed JSON error.'),
+}
 
 
-class CorruptBrotliHandler(web.RequestHandler):
-    """Says br, sends bytes that are not brotli."""
-
-    def get(self) -> None:
-        self.set_header('Content-Type', 'application/json')
-        self.set_header('Content-Encoding', 'br')
-        self.finish(b'not brotli at all')
-
-
-class AcceptEncodingHandler(web.RequestHandler):
-    """Records the request and answers 204."""
-
-    def initialize(self, log: Log) -> None:
-        self.log = log
-
-    def get(self) -> None:
-        self.log.append(self.request)
-        self.set_status(204)
+def scripted_upstream() -> FakeUpstream:
+    """The upstream of the cases, but for /negotiate."""
+    upstream = FakeUpstream()
+    for path, (coding, content_type, data, status, _) in ENCODED.items():
+        support.always(upstream, path, status, COMPRESS[coding](data),
+                       content_type=content_type,
+                       headers={'Content-Encoding': coding}, methods=['GET'])
+    # says br, sends bytes that are not brotli
+    support.always(upstream, '/corrupt-br', 200, b'not brotli at all',
+                   content_type='application/json',
+                   headers={'Content-Encoding': 'br'}, methods=['GET'])
+    # the request's Accept-Encoding is read from upstream.requests
+    support.always(upstream, '/accept-encoding', 204, methods=['GET'])
+    support.always(upstream, '/redirect', 302,
+                   headers={'Location': '/gzip-json'}, methods=['GET'])
+    return upstream
 
 
 class NegotiatingHandler(web.RequestHandler):
     """Compresses JSON with the first coding of the request's
-    Accept-Encoding that it knows, or sends it as it is."""
+    Accept-Encoding that it knows, or sends it as it is (bespoke:
+    FakeUpstream's answer does not depend on the request)."""
 
     def get(self) -> None:
         self.set_header('Content-Type', 'application/json')
@@ -387,13 +368,6 @@ class NegotiatingHandler(web.RequestHandler):
         self.finish(JSON_BYTES)
 
 
-class RedirectToGzipHandler(web.RequestHandler):
-    """Redirects to /gzip-json."""
-
-    def get(self) -> None:
-        self.redirect('/gzip-json', status=302)
-
-
 ENCODED_PATHS = [
     ('/gzip-json', 'gzip', JSON_BYTES),
     ('/br-json', 'br', JSON_BYTES),
@@ -404,25 +378,21 @@ ENCODED_PATHS = [
 ]
 
 
+@support.on_every_client('TestCompression')
 class CompressionCases(support.ServerTestCase):
     __test__ = False
 
     def get_app(self) -> web.Application:
-        self.log: Log = []
-        logged = {'log': self.log}
+        self.upstream = scripted_upstream()
         return web.Application([
-            ('/gzip-json', GzipJSONHandler, logged),
-            ('/br-json', BrotliJSONHandler, logged),
-            ('/zstd-json', ZstdJSONHandler, logged),
-            ('/gzip-msgpack', GzipMsgpackHandler, logged),
-            ('/br-msgpack', BrotliMsgpackHandler, logged),
-            ('/zstd-msgpack', ZstdMsgpackHandler, logged),
-            ('/gzip-not-found', GzipNotFoundHandler, logged),
-            ('/corrupt-br', CorruptBrotliHandler),
-            ('/accept-encoding', AcceptEncodingHandler, logged),
             ('/negotiate', NegotiatingHandler),
-            ('/redirect', RedirectToGzipHandler),
+            *self.upstream.handlers(),
         ])
+
+    @property
+    def log(self) -> typing.List[RecordedRequest]:
+        """Every request the upstream received, in order."""
+        return self.upstream.requests
 
     async def call(self, path: str, **kwargs: typing.Any
                     ) -> http.HTTPResponse:
@@ -609,12 +579,3 @@ class CompressionCases(support.ServerTestCase):
         self.assertIsNone(self.sent_accept_encoding())
         assert response.raw is not None
         self.assertEqual(response.raw.body, _zstd(MSGPACK_BYTES))
-
-
-class TestCompressionSimple(CompressionCases):
-    __test__ = True
-
-
-class TestCompressionCurl(CompressionCases):
-    __test__ = True
-    implementation = support.CURL

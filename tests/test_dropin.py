@@ -629,6 +629,7 @@ class CappedDeadlineClient(support.VirtualClockClient):
 
 # -- integration---------------------------------------------------------------
 
+@support.on_every_client('TestDropIn')
 class DropInCases(support.ServerTestCase):
     """Through a real server, on both clients."""
 
@@ -1085,15 +1086,6 @@ class DropInCases(support.ServerTestCase):
         self.assertLess(len(message), 2000)
 
 
-class TestDropInSimple(DropInCases):
-    __test__ = True
-
-
-class TestDropInCurl(DropInCases):
-    __test__ = True
-    implementation = support.CURL
-
-
 # -- HTTP_MAX_CLIENTS----------------------------------------------------------
 
 class PlainHandler(web.RequestHandler):
@@ -1294,6 +1286,7 @@ class BytesCorrelatedClient(support.RecordingClient):
     correlation_id = b'abc-123'
 
 
+@support.on_every_client('TestReview')
 class ReviewCases(support.ServerTestCase):
     """Findings of the adversarial review, on both clients."""
 
@@ -1483,12 +1476,3 @@ class ReviewCases(support.ServerTestCase):
 def urllib_quote(text: str) -> str:
     import urllib.parse
     return urllib.parse.quote(text, safe='')
-
-
-class TestReviewSimple(ReviewCases):
-    __test__ = True
-
-
-class TestReviewCurl(ReviewCases):
-    __test__ = True
-    implementation = support.CURL

@@ -15,6 +15,7 @@ from tornado import httpclient, httpserver, httputil, testing, web
 from sprockets.mixins import http
 from sprockets.mixins.http import _content, _urls
 from sprockets.mixins.http._transports import _curl
+from sprockets.mixins.http.testing import FakeUpstream
 from tests import support
 
 LOGGER_NAME = 'sprockets.mixins.http'
@@ -80,33 +81,6 @@ def test_links_never_raise(link: str, expected: typing.List[
 
 # -- a real server ------------------------------------------------------------
 
-class PostRedirectGetHandler(web.RequestHandler):
-    """A POST answered 303 to /result: the POST took effect."""
-
-    def post(self) -> None:
-        self.settings['posts'].append(self.request.body)
-        self.redirect('/result', status=303)
-
-
-class UnavailableHandler(web.RequestHandler):
-    """Always 503 (the GET after the redirect)."""
-
-    def get(self) -> None:
-        self.set_status(503)
-        self.finish()
-
-
-class HopToOtherOriginHandler(web.RequestHandler):
-    def get(self) -> None:
-        self.redirect(self.settings['other'])
-
-
-class SeenHeadersHandler(web.RequestHandler):
-    def get(self) -> None:
-        self.settings['seen'].append(dict(self.request.headers))
-        self.write({'ok': True})
-
-
 class AlmostNoTimeClient(support.VirtualClockClient):
     """A clock at which less than a millisecond is left after the sleep."""
 
@@ -134,30 +108,48 @@ class FailingMetricsClient(support.RecordingClient):
         raise RuntimeError('statsd is down')
 
 
+@support.on_every_client('TestEdges')
 class EdgeCases(support.ServerTestCase):
     __test__ = False
 
     def setUp(self) -> None:
         super().setUp()
-        self.other_seen: typing.List[typing.Dict[str, str]] = []
+        # another origin, whose /seen answers 200
+        self.other = FakeUpstream()
+        support.always(self.other, '/seen', 200, {'ok': True})
         sock, port = testing.bind_unused_port()
-        self.other = httpserver.HTTPServer(web.Application(
-            [('/seen', SeenHeadersHandler)], seen=self.other_seen))
-        self.other.add_sockets([sock])
-        self._app.settings['other'] = f'http://127.0.0.1:{port}/seen'
+        self.other_server = httpserver.HTTPServer(
+            web.Application(self.other.handlers()))
+        self.other_server.add_sockets([sock])
+        support.always(self.upstream, '/hop', 302,
+                       headers={'Location': f'http://127.0.0.1:{port}/seen'})
 
     def tearDown(self) -> None:
-        self.other.stop()
+        self.other_server.stop()
         super().tearDown()
 
     def get_app(self) -> web.Application:
-        self.posts: typing.List[bytes] = []
-        return web.Application([
-            ('/create', PostRedirectGetHandler),
-            ('/result', UnavailableHandler),
-            ('/unavailable', UnavailableHandler),
-            ('/hop', HopToOtherOriginHandler),
-        ], posts=self.posts)
+        self.upstream = FakeUpstream()
+        # a POST answered 303 to /result: the POST took effect
+        support.always(self.upstream, '/create', 303,
+                       headers={'Location': '/result'}, methods=['POST'])
+        # the GET after the redirect
+        support.always(self.upstream, '/result', 503)
+        support.always(self.upstream, '/unavailable', 503)
+        return web.Application(self.upstream.handlers())
+
+    @property
+    def posts(self) -> typing.List[bytes]:
+        """The bodies of the POSTs /create received."""
+        return [request.raw_body
+                for request in self.upstream.requests_for('POST', '/create')]
+
+    @property
+    def other_seen(self) -> typing.List[typing.Dict[str, str]]:
+        """The headers of each request the other origin's /seen
+        received."""
+        return [dict(request.headers)
+                for request in self.other.requests_for('GET', '/seen')]
 
     @testing.gen_test
     async def test_post_is_not_repeated_after_a_303(self) -> None:
@@ -270,15 +262,6 @@ class EdgeCases(support.ServerTestCase):
                          ([], None, None))
         self.assertEqual(response.code, 599)
         self.assertEqual(response.stop_reason, 'unsafe-method')
-
-
-class TestEdgesSimple(EdgeCases):
-    __test__ = True
-
-
-class TestEdgesCurl(EdgeCases):
-    __test__ = True
-    implementation = support.CURL
 
 
 class PlainHandler(web.RequestHandler):

@@ -6,7 +6,6 @@ only real waits are request timeouts a few tenths of a second long.
 """
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import random
@@ -18,6 +17,7 @@ import pytest
 from tornado import testing, web
 
 from sprockets.mixins import http
+from sprockets.mixins.http.testing import FakeUpstream
 from tests import support
 
 LOGGER_NAME = 'sprockets.mixins.http'
@@ -31,119 +31,13 @@ def fixed(value: float) -> typing.Callable[[], float]:
 #: The 2.x schedule: exact backoff, no budget in the way.
 EXACT = http.RetryPolicy(jitter=None, budget=None)
 
-
-class Upstream:
-    """What the server saw during one test."""
-
-    def __init__(self) -> None:
-        self.requests: typing.List[typing.Tuple[str, str,
-                                                typing.Dict[str, str]]] = []
-        self.hanging: typing.List[asyncio.Event] = []
-
-    def hits(self, path: str) -> int:
-        return sum(1 for _, seen, _ in self.requests if seen == path)
-
-    def headers(self, name: str) -> typing.List[typing.Optional[str]]:
-        return [headers.get(name) for _, _, headers in self.requests]
+#: The body of every 200.
+OK = {'status': 'ok'}
 
 
-class RecordedHandler(web.RequestHandler):
-    """Records every request it is sent in the test's Upstream."""
-
-    def initialize(self, upstream: Upstream) -> None:
-        self.upstream = upstream
-
-    def prepare(self) -> None:
-        self.upstream.requests.append(
-            (self.request.method or '', self.request.path,
-             dict(self.request.headers)))
-
-    def ok(self) -> None:
-        self.write({'status': 'ok'})
-
-
-class OKHandler(RecordedHandler):
-    """Always 200."""
-
-    def get(self) -> None:
-        self.ok()
-
-    def post(self) -> None:
-        self.ok()
-
-
-class StatusHandler(RecordedHandler):
-    """Always answers with the same status."""
-
-    def initialize(self, upstream: Upstream,  # type: ignore[override]
-                   status: int) -> None:
-        super().initialize(upstream)
-        self.status = status
-
-    def answer(self) -> None:
-        self.set_status(self.status)
-        self.write({'message': f'always {self.status}'})
-
-    get = post = put = answer
-
-
-class FlakyHandler(RecordedHandler):
-    """Answers `status` to the first `failures` requests, then 200."""
-
-    def initialize(self, upstream: Upstream,  # type: ignore[override]
-                   status: int, failures: int = 1) -> None:
-        super().initialize(upstream)
-        self.status = status
-        self.failures = failures
-
-    def answer(self) -> None:
-        if self.upstream.hits(self.request.path) <= self.failures:
-            self.set_status(self.status)
-            self.write({'message': 'try again'})
-        else:
-            self.ok()
-
-    get = post = put = answer
-
-
-class RateLimitedHandler(RecordedHandler):
-    """Answers 429 with a Retry-After to the first request, then 200."""
-
-    def initialize(  # type: ignore[override]
-            self, upstream: Upstream,
-            retry_after: typing.Callable[[], str]) -> None:
-        super().initialize(upstream)
-        self.retry_after = retry_after
-
-    def get(self) -> None:
-        if self.upstream.hits(self.request.path) == 1:
-            self.set_status(429)
-            self.set_header('Retry-After', self.retry_after())
-        else:
-            self.ok()
-
-
-class NeverAnswersHandler(RecordedHandler):
-    """Holds every request open until the client gives up."""
-
-    async def answer(self) -> None:
-        self.gone = asyncio.Event()
-        self.upstream.hanging.append(self.gone)
-        await self.gone.wait()
-
-    get = post = answer
-
-    def on_connection_close(self) -> None:
-        self.gone.set()
-
-
-def http_date(offset: float) -> typing.Callable[[], str]:
-    """Return a Retry-After source: the HTTP-date `offset` s from now."""
-    return lambda: email.utils.formatdate(time.time() + offset, usegmt=True)
-
-
-def constant(value: str) -> typing.Callable[[], str]:
-    return lambda: value
+def http_date(offset: float) -> str:
+    """Return the HTTP-date `offset` s from now, for a Retry-After."""
+    return email.utils.formatdate(time.time() + offset, usegmt=True)
 
 
 class HookedClient(support.RecordingClient):
@@ -170,49 +64,55 @@ def unused_port() -> int:
     return port
 
 
+@support.on_every_client('TestEngine')
 class EngineCases(support.ServerTestCase):
     """The engine's behaviours; run once per client by the subclasses."""
 
-    __test__ = False  # only the per-client subclasses below are collected
+    __test__ = False  # run through on_every_client
 
     def get_app(self) -> web.Application:
-        self.upstream = Upstream()
-        up = {'upstream': self.upstream}
-
-        def limited(value: typing.Callable[[], str]) -> typing.Dict[
-                str, typing.Any]:
-            return dict(up, retry_after=value)
-
-        return web.Application([
-            ('/ok', OKHandler, up),
-            ('/404', StatusHandler, dict(up, status=404)),
-            ('/503', StatusHandler, dict(up, status=503)),
-            ('/flaky-503', FlakyHandler, dict(up, status=503)),
-            ('/flaky-503-twice', FlakyHandler,
-             dict(up, status=503, failures=2)),
-            ('/flaky-502', FlakyHandler, dict(up, status=502)),
-            ('/flaky-404', FlakyHandler, dict(up, status=404)),
-            ('/limited/seconds', RateLimitedHandler,
-             limited(constant('2'))),
-            ('/limited/fraction', RateLimitedHandler,
-             limited(constant('1.5'))),
-            ('/limited/date', RateLimitedHandler, limited(http_date(10))),
-            ('/limited/past-date', RateLimitedHandler,
-             limited(http_date(-3600))),
-            ('/limited/negative', RateLimitedHandler,
-             limited(constant('-1'))),
-            ('/limited/garbage', RateLimitedHandler,
-             limited(constant('soon, please'))),
-            ('/limited/empty', RateLimitedHandler, limited(constant(''))),
-            ('/limited/too-long', RateLimitedHandler,
-             limited(constant('60'))),
-            ('/hang', NeverAnswersHandler, up),
-        ])
+        self.upstream = upstream = FakeUpstream()
+        support.always(upstream, '/ok', 200, OK)
+        for status in (404, 503):
+            support.always(upstream, f'/{status}', status,
+                           {'message': f'always {status}'})
+        # `status` to the first `failures` requests, then 200
+        for path, status, failures in [('/flaky-503', 503, 1),
+                                       ('/flaky-503-twice', 503, 2),
+                                       ('/flaky-502', 502, 1),
+                                       ('/flaky-404', 404, 1)]:
+            support.flaky(upstream, path, OK, status=status,
+                          failures=failures,
+                          failure_body={'message': 'try again'})
+        # 429 with a Retry-After to the first request, then 200
+        for path, retry_after in [('/limited/seconds', '2'),
+                                  ('/limited/fraction', '1.5'),
+                                  ('/limited/date', http_date(10)),
+                                  ('/limited/past-date', http_date(-3600)),
+                                  ('/limited/negative', '-1'),
+                                  ('/limited/garbage', 'soon, please'),
+                                  ('/limited/empty', ''),
+                                  ('/limited/too-long', '60')]:
+            upstream.reply('GET', path, 429,
+                           headers={'Retry-After': retry_after})
+            upstream.reply('GET', path, 200, OK, times=support.ALWAYS)
+        # held open until the client gives up
+        support.always(upstream, '/hang', 200, OK, delay=support.NEVER)
+        return web.Application(upstream.handlers())
 
     def tearDown(self) -> None:
-        for gone in self.upstream.hanging:
-            gone.set()
+        # end the replies still held open
+        self.io_loop.run_sync(self.upstream.stop)
         super().tearDown()
+
+    def hits(self, path: str) -> int:
+        """How many requests the server received for `path`."""
+        return len(self.upstream.requests_for(path=path))
+
+    def sent_headers(self, name: str) -> typing.List[typing.Optional[str]]:
+        """Header `name` of every request the server received."""
+        return [request.headers.get(name)
+                for request in self.upstream.requests]
 
     def assert_records(self, response: http.HTTPResponse,
                        expected: typing.List[typing.Tuple[
@@ -428,7 +328,7 @@ class EngineCases(support.ServerTestCase):
             request_headers={'idempotency-key': 'abc'}, retry_policy=EXACT)
         self.assertEqual(response.code, 200)
         self.assertEqual(len(response), 2)
-        self.assertEqual(self.upstream.headers('Idempotency-Key'),
+        self.assertEqual(self.sent_headers('Idempotency-Key'),
                          ['abc', 'abc'])
 
     @testing.gen_test
@@ -451,7 +351,7 @@ class EngineCases(support.ServerTestCase):
             request_headers=headers,
             retry_policy=EXACT.replace(idempotency_key=True))
         self.assertEqual(len(response), 3)
-        keys = self.upstream.headers('Idempotency-Key')
+        keys = self.sent_headers('Idempotency-Key')
         self.assertEqual(len(keys), 3)
         self.assertEqual(len(set(keys)), 1)
         self.assertEqual(str(uuid.UUID(str(keys[0]))), keys[0])
@@ -465,7 +365,7 @@ class EngineCases(support.ServerTestCase):
         for _ in range(2):
             await client.http_fetch(self.get_url('/ok'), method='POST',
                                     body={'a': 1}, retry_policy=policy)
-        keys = self.upstream.headers('Idempotency-Key')
+        keys = self.sent_headers('Idempotency-Key')
         self.assertEqual(len(set(keys)), 2)
         self.assertNotIn(None, keys)
 
@@ -477,7 +377,7 @@ class EngineCases(support.ServerTestCase):
             self.get_url('/ok'), method='POST', body={'a': 1},
             request_headers={'Idempotency-Key': 'mine'},
             retry_policy=EXACT.replace(idempotency_key=True))
-        self.assertEqual(self.upstream.headers('Idempotency-Key'), ['mine'])
+        self.assertEqual(self.sent_headers('Idempotency-Key'), ['mine'])
 
     @testing.gen_test
     async def test_idempotency_key_is_not_added_to_get(self) -> None:
@@ -487,7 +387,7 @@ class EngineCases(support.ServerTestCase):
             self.get_url('/flaky-503'),
             retry_policy=EXACT.replace(idempotency_key=True))
         self.assertEqual(len(response), 2)
-        self.assertEqual(self.upstream.headers('Idempotency-Key'),
+        self.assertEqual(self.sent_headers('Idempotency-Key'),
                          [None, None])
 
     # -- exceptions ----------------------------------------------------------
@@ -529,7 +429,7 @@ class EngineCases(support.ServerTestCase):
             retry_policy=EXACT.replace(max_attempts=2))
         self.assertEqual(client.delays, [3.0])
         self.assertEqual(len(response.exceptions), 2)
-        self.assertEqual(self.upstream.hits('/hang'), 2)
+        self.assertEqual(self.hits('/hang'), 2)
         self.assertEqual(response.stop_reason, 'attempts-exhausted')
         self.assertEqual(response.code, 599)
 
@@ -810,12 +710,3 @@ class EngineCases(support.ServerTestCase):
             ('attempt', (1, 404, None)),
             ('complete', (1, 'not-retryable')),
         ])
-
-
-class TestEngineSimple(EngineCases):
-    __test__ = True
-
-
-class TestEngineCurl(EngineCases):
-    __test__ = True
-    implementation = support.CURL

@@ -26,139 +26,48 @@ from tornado import (
 
 from sprockets.mixins import http
 from sprockets.mixins.http._transports import _curl
+from sprockets.mixins.http.testing import FakeUpstream, RecordedRequest
 from tests import support
 
 TLS = pathlib.Path(__file__).resolve().parent / 'tls'
-Log = typing.List[httputil.HTTPServerRequest]
 
 # -- handlers -----------------------------------------------------------------
 
 
-class RecordingHandler(web.RequestHandler):
-    """Base: appends every request to the log it is given."""
-
-    def initialize(self, log: Log) -> None:
-        self.log = log
-
-    def prepare(self) -> None:
-        self.log.append(self.request)
-
-
-class EchoHandler(RecordingHandler):
-    """Records the request and answers 200 for any method."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.finish({'ok': True})
-
-
-class UnavailableHandler(RecordingHandler):
-    """Records the request and answers 503, always."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_status(503)
-        self.finish()
-
-
-class FlakyHandler(RecordingHandler):
-    """Answers 503 to the first two requests and 200 after that."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        if len(self.log) <= 2:
-            self.set_status(503)
-            self.finish()
-        else:
-            self.finish({'attempt': len(self.log)})
-
-
-class WarningHandler(RecordingHandler):
-    """Answers 200 with a Warning header."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_header('Warning', '199 - "stale data"')
-        self.finish({'ok': True})
-
-
-class CookieFailureHandler(RecordingHandler):
-    """Answers 503 and sets a cookie, so that failures are logged."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_status(503)
-        self.add_header('Set-Cookie', 'sid=SETCOOKIE-SECRET')
-        self.finish()
-
-
-class OversizedHeaderHandler(RecordingHandler):
-    """Answers with a 128 KiB header line: more than tornado's 64 KiB
-    limit and libcurl's 100 KiB one."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_header('X-Oversized', 'x' * 128 * 1024)
-        self.finish()
-
-
-class LongHeaderLineHandler(RecordingHandler):
-    """Answers 200 with one 64 KiB header line: at simple_httpclient's
-    limit, within libcurl's."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_header('X-Long', 'x' * 64 * 1024)
-        self.finish()
-
-
-class PaginatedHandler(RecordingHandler):
-    """Answers 200 with a Link header and a repeated header."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_header('Link', '</items?page=2>; rel="next"')
-        self.add_header('X-Repeated', 'one')
-        self.add_header('X-Repeated', 'two')
-        self.finish({'page': 1})
-
-
-class ErrorMessageHandler(RecordingHandler):
-    """Answers 400 with a JSON document that has a message."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_status(400)
-        self.finish({'message': 'name is required', 'field': 'name'})
-
-
-class ErrorDocumentHandler(RecordingHandler):
-    """Answers 409 with a JSON document without a message."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.set_status(409)
-        self.finish({'error': 'conflict'})
-
-
-class SuccessMessageHandler(RecordingHandler):
-    """Answers 200 with a JSON document that has a message."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self.finish({'message': 'created'})
-
-
-class NeverHandler(RecordingHandler):
-    """Waits on a Future that the test case resolves only in tearDown."""
-
-    def initialize(self, log: Log,  # type: ignore[override]
-                   hold: asyncio.Future[None]) -> None:
-        super().initialize(log)
-        self.hold = hold
-
-    async def get(self) -> None:
-        await self.hold
+def scripted_upstream() -> FakeUpstream:
+    """The upstream the cases send to: each path answers one way."""
+    upstream = FakeUpstream()
+    # 200 for any method
+    support.always(upstream, '/echo', 200, {'ok': True})
+    support.always(upstream, '/unavailable', 503)
+    # 503 to the first two requests and 200 after that
+    support.flaky(upstream, '/flaky', {'attempt': 3},
+                  content_type='application/json; charset=UTF-8')
+    support.always(upstream, '/warning', 200, {'ok': True},
+                   headers={'Warning': '199 - "stale data"'})
+    # 503 with a cookie, so that failures are logged
+    support.always(upstream, '/cookie-failure', 503,
+                   headers={'Set-Cookie': 'sid=SETCOOKIE-SECRET'})
+    # a 128 KiB header line: more than tornado's 64 KiB limit and
+    # libcurl's 100 KiB one
+    support.always(upstream, '/oversized', 200,
+                   headers={'X-Oversized': 'x' * 128 * 1024})
+    # one 64 KiB header line: at simple_httpclient's limit, within libcurl's
+    support.always(upstream, '/long-header', 200,
+                   headers={'X-Long': 'x' * 64 * 1024})
+    # a Link header and a repeated header
+    support.always(upstream, '/paginated', 200, {'page': 1}, headers=[
+        ('Link', '</items?page=2>; rel="next"'),
+        ('X-Repeated', 'one'), ('X-Repeated', 'two')])
+    support.always(upstream, '/error-message', 400,
+                   {'message': 'name is required', 'field': 'name'})
+    support.always(upstream, '/error-document', 409, {'error': 'conflict'})
+    support.always(upstream, '/success-message', 200, {'message': 'created'})
+    # answers only when the upstream stops, in tearDown
+    support.always(upstream, '/never', 200, delay=support.NEVER)
+    # answers at once: a round trip to it is a barrier
+    support.always(upstream, '/ping', 200, 'pong')
+    return upstream
 
 
 class Gate:
@@ -195,13 +104,6 @@ class HeldHandler(web.RequestHandler):
     async def get(self) -> None:
         await self.gate.enter()
         self.write('released')
-
-
-class PingHandler(web.RequestHandler):
-    """Answers at once; a round trip to it is a barrier."""
-
-    def get(self) -> None:
-        self.write('pong')
 
 
 class ProxyHandler(http.HTTPClientMixin, web.RequestHandler):
@@ -293,45 +195,27 @@ class HookedClient(support.RecordingClient):
 LOGGER_NAME = 'sprockets.mixins.http'
 
 
+@support.on_every_client('TestMixin')
 class MixinCases(support.ServerTestCase):
     """Headers, hooks and guarantees of HTTPClientMixin."""
 
-    __test__ = False  # run through the two subclasses below
+    __test__ = False  # run through on_every_client
 
     def get_app(self) -> web.Application:
-        self.log: typing.Dict[str, Log] = {}
-        self.hold: asyncio.Future[None] = (
-            self.io_loop.asyncio_loop.create_future())  # type: ignore
+        self.upstream = scripted_upstream()
         self.gate = Gate()
         self.servers: typing.List[tcpserver.TCPServer] = []
-
-        def route(path: str, handler: typing.Any) -> typing.Any:
-            self.log[path] = []
-            return path, handler, {'log': self.log[path]}
-
         self.app = web.Application([
-            route('/echo', EchoHandler),
-            route('/unavailable', UnavailableHandler),
-            route('/flaky', FlakyHandler),
-            route('/warning', WarningHandler),
-            route('/cookie-failure', CookieFailureHandler),
-            route('/oversized', OversizedHeaderHandler),
-            route('/long-header', LongHeaderLineHandler),
-            route('/paginated', PaginatedHandler),
-            route('/error-message', ErrorMessageHandler),
-            route('/error-document', ErrorDocumentHandler),
-            route('/success-message', SuccessMessageHandler),
-            ('/never', NeverHandler, {'log': [], 'hold': self.hold}),
             ('/held', HeldHandler, {'gate': self.gate}),
-            ('/ping', PingHandler),
             ('/proxy', ProxyHandler),
             ('/proxy-own', OwnCorrelationProxyHandler),
+            *self.upstream.handlers(),
         ], service='inventory', version='4.2.0')
         return self.app
 
     def tearDown(self) -> None:
-        if not self.hold.done():
-            self.hold.set_result(None)
+        # answer the requests still held open
+        self.io_loop.run_sync(self.upstream.stop)
         self.gate.released.set()
         for server in self.servers:
             server.stop()
@@ -341,9 +225,13 @@ class MixinCases(support.ServerTestCase):
             client.close()
         super().tearDown()
 
+    def received(self, path: str) -> typing.List[RecordedRequest]:
+        """The requests that reached `path`, in order."""
+        return self.upstream.requests_for(path=path)
+
     def sent(self, path: str, index: int = 0) -> httputil.HTTPHeaders:
         """The headers of request `index` that reached `path`."""
-        return self.log[path][index].headers
+        return self.received(path)[index].headers
 
     def assert_failed(self, response: http.HTTPResponse, attempts: int,
                       stop_reason: str) -> None:
@@ -393,7 +281,7 @@ class MixinCases(support.ServerTestCase):
             content_type='application/msgpack')
         self.assertEqual(self.sent('/echo').get_list('Content-Type'),
                          ['application/json'])
-        self.assertEqual(self.log['/echo'][0].body, b'{"a":1}')
+        self.assertEqual(self.received('/echo')[0].raw_body, b'{"a":1}')
 
     @testing.gen_test
     async def test_correlation_id_attribute(self) -> None:
@@ -477,7 +365,7 @@ class MixinCases(support.ServerTestCase):
         self.assertTrue(response.ok)
         self.assertEqual(
             [request.headers.get('X-Retry-Attempt')
-             for request in self.log['/flaky']], [None, '2', '3'])
+             for request in self.received('/flaky')], [None, '2', '3'])
 
     # 2.x hooks --------------------------------------------------------------
 
@@ -501,10 +389,10 @@ class MixinCases(support.ServerTestCase):
             ('modify_for_retry', (2, 2, f'{url}?attempt=1', 'nonce-1',
                                   b'retry-body-1')),
         ])
-        sent = self.log['/flaky']
-        self.assertEqual([r.uri for r in sent],
+        sent = self.received('/flaky')
+        self.assertEqual([support.uri(r) for r in sent],
                          ['/flaky', '/flaky?attempt=1', '/flaky?attempt=2'])
-        self.assertEqual([r.body for r in sent], [
+        self.assertEqual([r.raw_body for r in sent], [
             b'serialized-by-hook', b'retry-body-1', b'retry-body-2'])
         self.assertEqual([r.headers.get('X-Nonce') for r in sent],
                          [None, 'nonce-1', 'nonce-2'])
@@ -648,7 +536,7 @@ class MixinCases(support.ServerTestCase):
         response = await support.RecordingClient().http_fetch(
             self.get_url('/oversized'))
         self.assert_failed(response, 3, 'attempts-exhausted')
-        self.assertEqual(len(self.log['/oversized']), 3)
+        self.assertEqual(len(self.received('/oversized')), 3)
 
     @testing.gen_test
     async def test_64k_header_line(self) -> None:
@@ -682,7 +570,7 @@ class MixinCases(support.ServerTestCase):
         self.assert_failed(response, 1, 'not-retryable')
         self.assertIn('certificate', str(response.exceptions[0]).lower())
         self.assertEqual(client.delays, [])
-        self.assertEqual(self.log['/echo'], [])
+        self.assertEqual(self.received('/echo'), [])
 
     @testing.gen_test
     async def test_tls_without_validation(self) -> None:
@@ -696,7 +584,7 @@ class MixinCases(support.ServerTestCase):
             f'https://127.0.0.1:{port}/echo',
             ca_certs=str(TLS / 'cert.pem'))
         self.assertEqual((insecure.code, trusted.code), (200, 200))
-        self.assertEqual(len(self.log['/echo']), 2)
+        self.assertEqual(len(self.received('/echo')), 2)
 
     @testing.gen_test
     async def test_invalid_url(self) -> None:
@@ -815,15 +703,6 @@ class MixinCases(support.ServerTestCase):
         response = await support.RecordingClient().http_fetch(
             self.get_url('/success-message'))
         self.assertEqual(response.body, {'message': 'created'})
-
-
-class TestMixinSimple(MixinCases):
-    __test__ = True
-
-
-class TestMixinCurl(MixinCases):
-    __test__ = True
-    implementation = support.CURL
 
 
 # -- HTTPResponse on its own --------------------------------------------------

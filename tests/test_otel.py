@@ -25,6 +25,7 @@ from tornado import httpclient, testing, web
 
 from sprockets.mixins import http
 from sprockets.mixins.http import _otel, _retry
+from sprockets.mixins.http.testing import FakeUpstream
 from tests import support
 
 #: The 2.x schedule (3 s, 6 s …), no budget in the way.
@@ -44,78 +45,24 @@ def traceparent(span: ReadableSpan) -> str:
             f'{context.trace_flags:02x}')
 
 
-class Upstream:
-    """What the server saw during one test."""
-
-    def __init__(self) -> None:
-        self.traceparents: typing.List[typing.Optional[str]] = []
-        self.flaky_hits = 0
-        self.entered = asyncio.Event()
-        self.closed = asyncio.Event()
-
-
-class RecordedHandler(web.RequestHandler):
-    """Keeps the traceparent of every request in the test's Upstream."""
-
-    def initialize(self, upstream: Upstream) -> None:
-        self.upstream = upstream
-
-    def prepare(self) -> None:
-        self.upstream.traceparents.append(
-            self.request.headers.get('traceparent'))
-
-
-class EchoHandler(RecordedHandler):
-    """Always 200."""
-
-    def get(self) -> None:
-        self.write({'status': 'ok'})
-
-
-class FlakyHandler(RecordedHandler):
-    """503 for the first two requests, then 200."""
-
-    def get(self) -> None:
-        self.upstream.flaky_hits += 1
-        if self.upstream.flaky_hits <= 2:
-            self.set_status(503)
-        self.write({'hit': self.upstream.flaky_hits})
-
-
-class NotFoundHandler(RecordedHandler):
-    """Always 404."""
-
-    def get(self) -> None:
-        self.set_status(404)
-        self.write({'message': 'no such thing'})
-
-
-class RedirectHandler(RecordedHandler):
-    """302 to /echo."""
-
-    def get(self) -> None:
-        self.redirect('/echo')
-
-
-class LoopHandler(RecordedHandler):
-    """302 to itself, forever."""
-
-    def get(self) -> None:
-        self.redirect('/loop')
-
-
-class HangingHandler(RecordedHandler):
+class HangingHandler(web.RequestHandler):
     """Never answers; says when a request arrived and when its connection
-    closed."""
+    closed (what FakeUpstream cannot tell)."""
+
+    def initialize(self, entered: asyncio.Event,
+                   closed: asyncio.Event) -> None:
+        self.entered = entered
+        self.closed = closed
 
     async def get(self) -> None:
-        self.upstream.entered.set()
-        await self.upstream.closed.wait()
+        self.entered.set()
+        await self.closed.wait()
 
     def on_connection_close(self) -> None:
-        self.upstream.closed.set()
+        self.closed.set()
 
 
+@support.on_every_client('TestOtel')
 class OtelCases(support.ServerTestCase):
     __test__ = False
 
@@ -132,16 +79,34 @@ class OtelCases(support.ServerTestCase):
     def get_app(self) -> web.Application:
         # made here, on the test's IOLoop: Python 3.9's asyncio.Event binds
         # to the event loop current when it is created
-        self.upstream = Upstream()
-        kwargs = {'upstream': self.upstream}
+        self.entered = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.upstream = FakeUpstream()
+        self.upstream.reply('GET', '/echo', 200, {'status': 'ok'},
+                            times=support.ALWAYS)
+        # /flaky: 503 for the first two requests, then 200
+        self.upstream.reply('GET', '/flaky', 503, {'hit': 1})
+        self.upstream.reply('GET', '/flaky', 503, {'hit': 2})
+        self.upstream.reply('GET', '/flaky', 200, {'hit': 3})
+        self.upstream.reply('GET', '/missing', 404,
+                            {'message': 'no such thing'})
+        self.upstream.reply('GET', '/redirect', 302,
+                            headers={'Location': '/echo'})
+        # a redirect loop: 302 to itself, as often as it is asked
+        self.upstream.reply('GET', '/loop', 302,
+                            headers={'Location': '/loop'},
+                            times=support.ALWAYS)
         return web.Application([
-            ('/echo', EchoHandler, kwargs),
-            ('/flaky', FlakyHandler, kwargs),
-            ('/missing', NotFoundHandler, kwargs),
-            ('/redirect', RedirectHandler, kwargs),
-            ('/loop', LoopHandler, kwargs),
-            ('/hang', HangingHandler, kwargs),
+            ('/hang', HangingHandler,
+             {'entered': self.entered, 'closed': self.closed}),
+            *self.upstream.handlers(),
         ])
+
+    @property
+    def traceparents(self) -> typing.List[typing.Optional[str]]:
+        """The traceparent of every request the upstream received."""
+        return [request.headers.get('traceparent')
+                for request in self.upstream.requests]
 
     def client(self) -> support.RecordingClient:
         """A RecordingClient that traces to this test's provider."""
@@ -234,9 +199,9 @@ class OtelCases(support.ServerTestCase):
         span."""
         await self.client().http_fetch(self.get_url('/flaky'),
                                        retry_policy=EXACT)
-        self.assertEqual(self.upstream.traceparents,
+        self.assertEqual(self.traceparents,
                          [traceparent(span) for span in self.spans()])
-        self.assertEqual(len(set(self.upstream.traceparents)), 3)
+        self.assertEqual(len(set(self.traceparents)), 3)
 
     @testing.gen_test
     async def test_attempts_are_children_of_the_active_span(self) -> None:
@@ -292,7 +257,7 @@ class OtelCases(support.ServerTestCase):
         CancelledError and status ERROR."""
         task = asyncio.ensure_future(self.client().http_fetch(
             self.get_url('/hang'), request_timeout=60))
-        await asyncio.wait_for(self.upstream.entered.wait(), 5)
+        await asyncio.wait_for(self.entered.wait(), 5)
         task.cancel()
         with self.assertRaises(asyncio.CancelledError):
             await asyncio.wait_for(task, 1)
@@ -318,7 +283,7 @@ class OtelCases(support.ServerTestCase):
             [(_otel.REDIRECT_EVENT,
               {'http.response.status_code': 302,
                'url.full': self.get_url('/echo')})])
-        self.assertEqual(self.upstream.traceparents,
+        self.assertEqual(self.traceparents,
                          [traceparent(span)] * 2)
 
     @testing.gen_test
@@ -345,7 +310,7 @@ class OtelCases(support.ServerTestCase):
                                        request_headers=headers)
         self.assertEqual(headers, {'X-Custom': 'yes'})
         [span] = self.spans()
-        self.assertEqual(self.upstream.traceparents, [traceparent(span)])
+        self.assertEqual(self.traceparents, [traceparent(span)])
 
     @testing.gen_test
     async def test_callers_stale_traceparent_is_replaced(self) -> None:
@@ -355,7 +320,7 @@ class OtelCases(support.ServerTestCase):
         await self.client().http_fetch(
             self.get_url('/echo'), request_headers={'traceparent': stale})
         [span] = self.spans()
-        self.assertEqual(self.upstream.traceparents, [traceparent(span)])
+        self.assertEqual(self.traceparents, [traceparent(span)])
 
     @testing.gen_test
     async def test_password_is_redacted_in_url_full(self) -> None:
@@ -388,7 +353,7 @@ class OtelCases(support.ServerTestCase):
                 self.get_url('/flaky'), retry_policy=EXACT)
         self.assertTrue(response.ok)
         self.assertEqual(self.spans(), [])
-        self.assertEqual(self.upstream.traceparents, [None, None, None])
+        self.assertEqual(self.traceparents, [None, None, None])
 
     @testing.gen_test
     async def test_without_a_provider_nothing_is_added(self) -> None:
@@ -399,7 +364,7 @@ class OtelCases(support.ServerTestCase):
         response = await support.RecordingClient().http_fetch(
             self.get_url('/echo'))
         self.assertTrue(response.ok)
-        self.assertEqual(self.upstream.traceparents, [None])
+        self.assertEqual(self.traceparents, [None])
 
     @testing.gen_test
     async def test_without_a_provider_the_callers_trace_propagates(
@@ -413,17 +378,8 @@ class OtelCases(support.ServerTestCase):
         with trace.use_span(trace.NonRecordingSpan(remote)):
             await support.RecordingClient().http_fetch(self.get_url('/echo'))
         self.assertEqual(
-            self.upstream.traceparents,
+            self.traceparents,
             ['00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'])
-
-
-class TestOtelSimple(OtelCases):
-    __test__ = True
-
-
-class TestOtelCurl(OtelCases):
-    __test__ = True
-    implementation = support.CURL
 
 
 def unused_port() -> int:

@@ -6,54 +6,65 @@ import typing
 from tornado import httpserver, testing, web
 
 from sprockets.mixins import http
+from sprockets.mixins.http.testing import FakeUpstream
 from tests import support
 
 SECRET_HEADERS = ('Authorization', 'Proxy-Authorization', 'Cookie')
 
 
-class LoopHandler(web.RequestHandler):
-    def get(self) -> None:
-        self.redirect('/loop')
+def secret_headers(
+        upstream: FakeUpstream) -> typing.List[typing.Dict[str, typing.Any]]:
+    """The secret headers of each request `upstream` received at /seen."""
+    return [{name: request.headers.get(name) for name in SECRET_HEADERS}
+            for request in upstream.requests_for('GET', '/seen')]
 
 
-class HopHandler(web.RequestHandler):
-    def get(self) -> None:
-        self.redirect(self.application.settings['target'])
+def origin() -> FakeUpstream:
+    """An upstream whose /seen answers 200."""
+    upstream = FakeUpstream()
+    upstream.reply('GET', '/seen', 200, {'ok': True}, times=support.ALWAYS)
+    return upstream
 
 
-class SeenHandler(web.RequestHandler):
-    """Records the headers it saw and answers 200."""
-
-    def get(self) -> None:
-        self.application.settings['seen'].append(
-            {name: self.request.headers.get(name)
-             for name in SECRET_HEADERS})
-        self.write({'ok': True})
-
-
+@support.on_every_client('TestRedirects')
 class RedirectCases(support.ServerTestCase):
     __test__ = False
 
     def setUp(self) -> None:
         super().setUp()
         # a second server on another port: another origin
-        self.other_seen: typing.List[typing.Dict[str, typing.Any]] = []
+        self.other = origin()
         sock, port = testing.bind_unused_port()
-        self.other = httpserver.HTTPServer(web.Application(
-            [('/seen', SeenHandler)], seen=self.other_seen))
-        self.other.add_sockets([sock])
+        self.other_server = httpserver.HTTPServer(
+            web.Application(self.other.handlers()))
+        self.other_server.add_sockets([sock])
         self.other_url = f'http://127.0.0.1:{port}/seen'
 
     def tearDown(self) -> None:
-        self.other.stop()
+        self.other_server.stop()
         super().tearDown()
 
     def get_app(self) -> web.Application:
-        self.seen: typing.List[typing.Dict[str, typing.Any]] = []
-        return web.Application(
-            [('/loop', LoopHandler), ('/hop', HopHandler),
-             ('/seen', SeenHandler)],
-            seen=self.seen, target='/seen')
+        self.upstream = origin()
+        # a redirect loop: 302 to itself, as often as it is asked
+        self.upstream.reply('GET', '/loop', 302,
+                            headers={'Location': '/loop'},
+                            times=support.ALWAYS)
+        return web.Application(self.upstream.handlers())
+
+    @property
+    def seen(self) -> typing.List[typing.Dict[str, typing.Any]]:
+        """The secret headers this origin's /seen received."""
+        return secret_headers(self.upstream)
+
+    @property
+    def other_seen(self) -> typing.List[typing.Dict[str, typing.Any]]:
+        """The secret headers the other origin's /seen received."""
+        return secret_headers(self.other)
+
+    def hop_to(self, target: str) -> None:
+        """Make /hop answer a 302 to `target`."""
+        self.upstream.reply('GET', '/hop', 302, headers={'Location': target})
 
     @testing.gen_test
     async def test_loop_ends_with_too_many_redirects(self) -> None:
@@ -67,6 +78,7 @@ class RedirectCases(support.ServerTestCase):
     @testing.gen_test
     async def test_same_origin_redirect_is_followed(self) -> None:
         """A redirect to the same origin keeps the credentials."""
+        self.hop_to('/seen')
         response = await support.RecordingClient().http_fetch(
             self.get_url('/hop'), follow_redirects=True,
             request_headers={'Authorization': 'Bearer s3cret'})
@@ -77,7 +89,7 @@ class RedirectCases(support.ServerTestCase):
     @testing.gen_test
     async def test_credentials_not_sent_to_another_origin(self) -> None:
         """Authorization, Proxy-Authorization and Cookie stay behind."""
-        self._app.settings['target'] = self.other_url
+        self.hop_to(self.other_url)
         response = await support.RecordingClient().http_fetch(
             self.get_url('/hop'), follow_redirects=True,
             request_headers={'Authorization': 'Bearer s3cret',
@@ -89,7 +101,7 @@ class RedirectCases(support.ServerTestCase):
     @testing.gen_test
     async def test_basic_auth_not_sent_to_another_origin(self) -> None:
         """auth_username/auth_password are not replayed to another host."""
-        self._app.settings['target'] = self.other_url
+        self.hop_to(self.other_url)
         response = await support.RecordingClient().http_fetch(
             self.get_url('/hop'), follow_redirects=True,
             auth_username='user', auth_password='s3cret')
@@ -99,6 +111,7 @@ class RedirectCases(support.ServerTestCase):
     @testing.gen_test
     async def test_redirect_not_followed_by_default(self) -> None:
         """follow_redirects defaults to False: the 302 is the answer."""
+        self.hop_to('/seen')
         response = await support.RecordingClient().http_fetch(
             self.get_url('/hop'))
         self.assertEqual(response.code, 302)
@@ -132,22 +145,17 @@ class RedirectCases(support.ServerTestCase):
         self.assertNotIn('s3cret', str(response.exceptions[0]))
 
 
-class TestRedirectsSimple(RedirectCases):
-    __test__ = True
-
-
-class TestRedirectsCurl(RedirectCases):
-    __test__ = True
-    implementation = support.CURL
-
-
 class MethodHandler(web.RequestHandler):
+    """Echoes the method as sent: FakeUpstream matches and records methods
+    upper-cased, so it cannot tell 'put' from 'PUT'."""
+
     SUPPORTED_METHODS = ('GET', 'PUT')
 
     def put(self) -> None:
         self.write({'method': self.request.method})
 
 
+@support.on_every_client('TestMethod')
 class MethodCases(support.ServerTestCase):
     __test__ = False
     handlers: typing.ClassVar[typing.List[typing.Any]] = [
@@ -160,12 +168,3 @@ class MethodCases(support.ServerTestCase):
             self.get_url('/method'), method='put', body={'a': 1},
             content_type='application/json')
         self.assertEqual(response.body, {'method': 'PUT'})
-
-
-class TestMethodSimple(MethodCases):
-    __test__ = True
-
-
-class TestMethodCurl(MethodCases):
-    __test__ = True
-    implementation = support.CURL
