@@ -296,8 +296,9 @@ class Sender(http.HTTPClientMixin):
         self.delays.append(seconds)
 
 
+@support.on_every_client('TestFakeUpstream')
 class FakeUpstreamCases(support.ServerTestCase):
-    __test__ = False  # run through the two subclasses below
+    __test__ = False  # run on every client by the decorator
 
     def get_app(self) -> web.Application:
         self.mounted = testing.FakeUpstream()
@@ -709,15 +710,6 @@ def _failure(response: http.HTTPResponse) -> http.Failure:
     return _transports.classify(exception)
 
 
-class TestFakeUpstreamSimple(FakeUpstreamCases):
-    __test__ = True
-
-
-class TestFakeUpstreamCurl(FakeUpstreamCases):
-    __test__ = True
-    implementation = support.CURL
-
-
 # -- instant retries ---------------------------------------------------------
 
 ORIGINAL_SLEEP = http.HTTPClientMixin.__dict__['_http_req_sleep']
@@ -779,9 +771,10 @@ def test_mixin_restores_the_sleep_after_each_test() -> None:
     assert http.HTTPClientMixin.__dict__['_http_req_sleep'] is ORIGINAL_SLEEP
 
 
+@support.on_every_client('TestInstantRetriesMixin')
 class InstantRetriesMixinCases(testing.InstantRetriesMixin,
                                support.ServerTestCase):
-    __test__ = False  # run through the two subclasses below
+    __test__ = False  # run on every client by the decorator
 
     def get_app(self) -> web.Application:
         self.upstream = testing.FakeUpstream()
@@ -797,15 +790,6 @@ class InstantRetriesMixinCases(testing.InstantRetriesMixin,
                 jitter=None, retry_timeout=1)).get('a')
         self.assertTrue(response.ok)
         self.assertEqual(self.retry_delays, [1.0, 2.0])
-
-
-class TestInstantRetriesMixinSimple(InstantRetriesMixinCases):
-    __test__ = True
-
-
-class TestInstantRetriesMixinCurl(InstantRetriesMixinCases):
-    __test__ = True
-    implementation = support.CURL
 
 
 # -- the pytest plugin needs no conftest -------------------------------------
