@@ -5,8 +5,9 @@ This is the only module that imports :mod:`opentelemetry`, and only its API
 false, :func:`attempt_span` returns :data:`NO_SPAN` whose methods do
 nothing, and an attempt costs the engine a branch and two no-op calls.
 
-The engine (``_client.run``) asks for one span per attempt just before it
-sends, awaits the send through :meth:`AttemptSpan.active` (the span is the
+The engine's span observer (``_observe.SpanObserver``) asks for one span
+per attempt just before it sends, awaits the send through
+:meth:`AttemptSpan.active` (the span is the
 current span while the request is in flight) and ends the span with
 :meth:`AttemptSpan.end` once it knows what follows the attempt, before any
 sleep.  What a span carries, and why, is in ``docs/observability.rst``:
