@@ -74,7 +74,11 @@ class Attempt:
         #: why a redirect was not followed (its Location is unusable)
         self.redirect_error: typing.Optional[ValueError] = None
         options = dict(options, follow_redirects=False, max_redirects=None,
-                       **transport.request_options(self.inflight))
+                       **transport.request_options(
+                           self.inflight,
+                           call.policy.retry_non_idempotent
+                           or call.policy.is_idempotent(call.method,
+                                                        headers)))
         if self.stream is not None and (
                 self.follow or number < call.policy.max_attempts):
             # only the returned attempt's body may reach the caller

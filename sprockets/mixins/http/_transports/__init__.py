@@ -84,16 +84,26 @@ class Transport:
         transport does not know it (the generic rules then decide)."""
         return None
 
-    def request_options(self, inflight: Inflight) -> typing.Dict[
+    def request_options(self, inflight: Inflight,
+                        may_resend: bool = True) -> typing.Dict[
             str, typing.Any]:
         """Options to add to each attempt's ``HTTPRequest``, to find its
-        connection when it is cancelled."""
+        connection when it is cancelled.
+
+        :param may_resend: whether the request may be sent twice (an
+            idempotent one, or the policy retries any): when it is
+            :data:`False`, the transport must never resend it on its
+            own, behind the engine's back
+
+        """
         return {}
 
     def track(self, client: httpclient.AsyncHTTPClient,
+              request: httpclient.HTTPRequest,
               inflight: Inflight) -> typing.Any:
-        """Prepare `client` for an attempt about to be sent: returns a
-        token that :meth:`untrack` receives once the fetch started."""
+        """Prepare `client` for `request`, the request of the attempt
+        `inflight` about to be sent: returns a token that :meth:`untrack`
+        receives once the fetch started."""
         return None
 
     def untrack(self, token: typing.Any) -> None:
@@ -249,7 +259,7 @@ async def fetch(client: httpclient.AsyncHTTPClient,
 
     """
     transport = for_client(client)
-    token = transport.track(client, inflight)
+    token = transport.track(client, request, inflight)
     try:
         # ensure_future: a test may have patched fetch with a coroutine
         future = asyncio.ensure_future(

@@ -48,8 +48,10 @@ class CurlTransport(_transports.Transport):
     cancelled attempt's socket is shut down through the curl handle, which
     ``prepare_curl_callback`` captures (pycurl 7.45.8 and newer can say
     which socket a transfer uses; with an older one the attempt ends at
-    its timeout).  Its pool of handles cannot be resized, so an instance
-    of each ``max_clients`` is kept per IOLoop.
+    its timeout); one still in the client's queue is taken out of it.  A
+    request that may not be sent twice goes on a fresh connection, which
+    libcurl never resends on.  Its pool of handles cannot be resized, so
+    an instance of each ``max_clients`` is kept per IOLoop.
 
     """
 
@@ -71,20 +73,57 @@ class CurlTransport(_transports.Transport):
             return Failure.TIMEOUT
         return Failure.CONNECTION
 
-    def request_options(self, inflight: _transports.Inflight
+    def request_options(self, inflight: _transports.Inflight,
+                        may_resend: bool = True
                         ) -> typing.Dict[str, typing.Any]:
         def prepare_curl(curl: typing.Any) -> None:
             inflight.on_abort(lambda: _shutdown_socket(curl))
+            if not may_resend:
+                _no_resend(curl)
             if inflight.user_prepare is not None:
                 inflight.user_prepare(curl)
 
         return {'prepare_curl_callback': prepare_curl}
+
+    def track(self, client: httpclient.AsyncHTTPClient,
+              request: httpclient.HTTPRequest,
+              inflight: _transports.Inflight) -> typing.Any:
+        inflight.on_abort(lambda: _dequeue(client, request))
+        return None
 
     def sized(self, shared: httpclient.AsyncHTTPClient,
               max_clients: int) -> httpclient.AsyncHTTPClient:
         if len(getattr(shared, '_curls', ())) == max_clients:
             return shared
         return SIZED.get(max_clients)
+
+
+def _no_resend(handle: typing.Any) -> None:
+    """Send the request of `handle` on a connection of its own: libcurl
+    silently sends a request again, on a new connection, when a reused
+    keep-alive connection dies before any of the response arrived, even
+    when the server read it (a POST would arrive twice while the engine
+    counts one attempt).  A fresh connection is never resent on."""
+    import pycurl  # only with curl_httpclient
+    handle.setopt(pycurl.FRESH_CONNECT, 1)
+
+
+def _dequeue(client: typing.Any, request: httpclient.HTTPRequest) -> None:
+    """Take `request` out of `client`'s queue (no curl handle was free for
+    it yet), and answer its future (a 599 nobody reads), so it is never
+    sent."""
+    queue = getattr(client, '_requests', None)
+    if queue is None:
+        return
+    for entry in list(queue):
+        queued, callback = entry[0], entry[1]
+        if getattr(queued, 'request', queued) is not request:
+            continue
+        queue.remove(entry)
+        client.io_loop.add_callback(callback, httpclient.HTTPResponse(
+            queued, 599, error=httpclient.HTTPClientError(
+                599, 'Cancelled in request queue')))
+        return
 
 
 def _shutdown_socket(handle: typing.Any) -> None:
