@@ -410,10 +410,16 @@ def test_policy_seconds_refused(field: str, value: typing.Any,
 
 
 def test_policy_infinite_deadline_is_no_deadline() -> None:
-    """deadline=inf means no deadline; retry_after_max and max_delay of
-    inf mean no cap."""
-    assert http.RetryPolicy(max_delay=math.inf, jitter=None).backoff(5) == (
-        48.0)
+    """deadline=inf means no deadline; retry_after_max of inf means no
+    cap; max_delay=inf is refused (a sleep of inf never returns), with
+    the finite cap that gives the 2.x schedule in the message."""
+    with pytest.raises(ValueError, match=r'^max_delay .*max_delay=1e9'):
+        http.RetryPolicy(max_delay=math.inf)
+    with pytest.raises(ValueError, match=r'^max_delay .*max_delay=1e9'):
+        http.RetryPolicy(max_delay=10 ** 400)  # an int that is inf
+    assert http.RetryPolicy(max_delay=1e9, jitter=None).backoff(5) == 48.0
+    assert http.RetryPolicy(max_delay=1e9, jitter=None).backoff(
+        10 ** 6) == 1e9
     assert http.RetryPolicy(deadline=math.inf).deadline is None
     assert http.RetryPolicy(retry_after_max=math.inf).retry_after_max == (
         math.inf)

@@ -111,9 +111,11 @@ class RetryBudget:
     cannot multiply the load on an upstream that fails every request.
 
     Upstreams are keyed by ``(scheme, host, port)``; one whose window has
-    expired whole is forgotten, so memory is bounded by the upstreams
-    called within ``ttl``.  All methods take the current monotonic time as
-    an argument; the budget never reads a clock.
+    expired whole is forgotten (at most ``ttl`` seconds later, and when
+    many new upstreams arrive), so memory is bounded by the upstreams
+    called within the last two windows, whatever came before.  All
+    methods take the current monotonic time as an argument; the budget
+    never reads a clock.
     Amounts are kept in integer thousandths of a retry, as Finagle does.
 
     :param ttl: seconds a deposit or withdrawal counts for
@@ -143,8 +145,10 @@ class RetryBudget:
         self._deposit = round(self.percent_can_retry * _SCALE)
         self._reserve = round(self.min_retries_per_sec * self.ttl * _SCALE)
         self._windows: typing.Dict[typing.Hashable, _Window] = {}
-        # forget idle upstreams once this many are kept (see _window)
+        # forget idle upstreams once this many are kept (see _window) ...
         self._sweep_at = _SWEEP_AT
+        # ... and at the first call after this time (see _tick)
+        self._sweep_after = -math.inf
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -152,7 +156,16 @@ class RetryBudget:
                 f'min_retries_per_sec={self.min_retries_per_sec!r}, '
                 f'percent_can_retry={self.percent_can_retry!r})')
 
+    def _tick(self, now: float) -> None:
+        """Sweep if a ttl has passed since the last sweep: a burst of
+        distinct upstreams followed by calls to known ones only is
+        forgotten too.  One sweep per ttl walks the upstreams touched in
+        the two ttls before it, so the cost is amortized O(1) per call."""
+        if now >= self._sweep_after:
+            self._sweep(now)
+
     def _window(self, upstream: typing.Hashable, now: float) -> _Window:
+        self._tick(now)
         window = self._windows.get(upstream)
         if window is None:
             if len(self._windows) >= self._sweep_at:
@@ -163,10 +176,11 @@ class RetryBudget:
     def _sweep(self, now: float) -> None:
         """Forget the upstreams whose window has expired whole, so that a
         process calling many hosts keeps only the recent ones."""
-        for key in [key for key, window in self._windows.items()
-                    if window.empty(now)]:
-            del self._windows[key]
+        # a new dict: one that only had keys deleted keeps its size
+        self._windows = {key: window for key, window in self._windows.items()
+                         if not window.empty(now)}
         self._sweep_at = max(_SWEEP_AT, 2 * len(self._windows))
+        self._sweep_after = now + self.ttl
 
     def deposit(self, upstream: typing.Hashable, now: float) -> None:
         """Record one request to `upstream` at `now`."""
@@ -177,6 +191,7 @@ class RetryBudget:
     def balance(self, upstream: typing.Hashable, now: float) -> float:
         """Return how many retries `upstream` may have at `now`."""
         with self._lock:
+            self._tick(now)
             window = self._windows.get(upstream)
             earned = window.total(now) if window is not None else 0
         return (earned + self._reserve) / _SCALE
@@ -205,6 +220,8 @@ class RetryBudget:
         """Forget every deposit and withdrawal."""
         with self._lock:
             self._windows.clear()
+            self._sweep_at = _SWEEP_AT
+            self._sweep_after = -math.inf
 
 
 #: The process-wide budget that policies use unless told otherwise.

@@ -135,7 +135,8 @@ class RetryPolicy:
     :param retry_timeout: the backoff base in seconds: retry number *n*
         waits up to ``retry_timeout * 2 ** (n - 1)`` seconds; finite
     :param max_delay: the cap on the computed backoff, in seconds;
-        :data:`math.inf` means no cap (the 2.x schedule)
+        finite (a sleep of :data:`math.inf` never returns): ``1e9``, the
+        largest accepted, is no cap in practice (the 2.x schedule)
     :param jitter: ``'full'`` sleeps uniformly in ``[0, backoff]``;
         ``'equal'`` sleeps half the backoff plus a uniform share of the
         other half; ``'decorrelated'`` uses AWS's decorrelated jitter,
@@ -197,7 +198,13 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         _checks.count('max_attempts', self.max_attempts)
         _checks.seconds('retry_timeout', self.retry_timeout)
-        _checks.seconds('max_delay', self.max_delay, infinite=True)
+        if math.isinf(typing.cast(float, _checks.seconds(
+                'max_delay', self.max_delay, infinite=True))):
+            raise ValueError(
+                'max_delay must be a finite number of seconds (a sleep of '
+                f'inf never returns), got {self.max_delay!r}: pass '
+                'max_delay=1e9 (about 31 years, the largest accepted) for '
+                'no cap in practice')
         _checks.seconds('retry_after_max', self.retry_after_max,
                         allow_none=True, infinite=True)
         deadline = _checks.seconds('deadline', self.deadline,
@@ -272,7 +279,8 @@ class RetryPolicy:
             low = min(self.retry_timeout, self.max_delay)
             high = max(low, (previous or self.retry_timeout) * 3)
             return min(self.max_delay, low + (high - low) * self.random())
-        # 2 ** 1024 overflows a float; the cap is long reached by then
+        # 2.0 ** 1024 raises OverflowError; the product may still be inf,
+        # but max_delay is finite, so the ceiling always is
         exponent = min(retry - 1, 1023)
         ceiling = min(self.max_delay, self.retry_timeout * 2.0 ** exponent)
         if self.jitter == 'full':
