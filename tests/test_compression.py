@@ -509,46 +509,57 @@ class CompressionCases(support.ServerTestCase):
 
     @testing.gen_test
     async def test_corrupt_body(self) -> None:
-        """A corrupt br body gives the raw bytes and body_error, logged
-        once at DEBUG, and never raises."""
+        """A corrupt br body is a failed attempt, not a 200: ok is False,
+        the DecompressionError is in exceptions (with the response as it
+        arrived), logged once at DEBUG; never raised and not retried
+        (the same body would come again)."""
         with self.assertLogs(LOGGER_NAME, logging.DEBUG) as logs:
             response = await self.call('/corrupt-br')
-            first = response.body
-            second = response.body
-        self.assertTrue(response.ok)
-        error = response.body_error
-        self.assertIsInstance(error, ValueError)
-        self.assertEqual((first, second), (b'not brotli at all',) * 2)
+        error = self.failed_on_content(response, b'not brotli at all')
         self.assertEqual([line for line in logs.output
                           if 'decompress' in line], [
             f'DEBUG:{LOGGER_NAME}:Could not decompress the 200 response '
             f'body (Content-Encoding br): {error}'])
         self.assertTrue(str(error).startswith('invalid br body: '))
 
+    def failed_on_content(self, response: http.HTTPResponse,
+                          arrived: bytes) -> _content.DecompressionError:
+        """Check that `response` is one attempt that failed on a body it
+        could not decompress, sent once, and return its error."""
+        self.assertEqual(
+            (response.ok, response.code, len(response), response.history,
+             response.raw, response.body, response.stop_reason),
+            (False, 599, 1, [], None, None, http.StopReason.NOT_RETRYABLE))
+        self.assertEqual(len(self.log), 1)
+        [error] = response.exceptions
+        assert isinstance(error, _content.DecompressionError)
+        self.assertIsInstance(error, ValueError)
+        self.assertEqual(error.response.code, 200)
+        self.assertEqual(error.response.body, arrived)
+        self.assertIsNone(response.records[0].status)
+        return error
+
     @testing.gen_test
     async def test_oversized_body(self) -> None:
-        """A body that decompresses past MAX_DECOMPRESSED_SIZE stays
-        compressed, with body_error saying so."""
+        """A body that decompresses past MAX_DECOMPRESSED_SIZE is a failed
+        attempt, its error saying so."""
         with mock.patch.object(http.HTTPClientMixin, 'MAX_DECOMPRESSED_SIZE',
                                len(JSON_BYTES) - 1):
             response = await self.call('/zstd-json')
-        body = response.body
-        self.assertEqual(body, _zstd(JSON_BYTES))
+        error = self.failed_on_content(response, _zstd(JSON_BYTES))
         self.assertEqual(
-            str(response.body_error),
+            str(error),
             f'the zstd body decompresses to more than {len(JSON_BYTES) - 1}'
             ' bytes')
 
     @testing.gen_test
     async def test_without_brotli(self) -> None:
-        """Without the brotli module, a br body is kept as it arrived and
-        body_error names the extra to install."""
+        """Without the brotli module, a br body is a failed attempt whose
+        error names the extra to install."""
         with mock.patch.object(_codings, 'brotli', None):
             response = await self.call('/br-json')
-        body = response.body
-        self.assertEqual(body, brotli.compress(JSON_BYTES))
-        self.assertIn('install sprockets.mixins.http[brotli]',
-                      str(response.body_error))
+        error = self.failed_on_content(response, brotli.compress(JSON_BYTES))
+        self.assertIn('install sprockets.mixins.http[brotli]', str(error))
 
     @testing.gen_test
     async def test_error_body(self) -> None:

@@ -24,7 +24,7 @@ from sprockets.mixins.http import (
 if typing.TYPE_CHECKING:  # pragma: no cover
     from sprockets.mixins.http import _observe
 
-__all__ = ['Attempt', 'Outcome', 'inflate']
+__all__ = ['Attempt', 'Outcome', 'content_failure', 'inflate']
 
 LOGGER = logging.getLogger('sprockets.mixins.http')
 
@@ -97,7 +97,20 @@ class Attempt:
                    record: _response.AttemptRecord) -> Outcome:
         """Send the attempt and record its result or exception on
         `response` (through `record`); never raises for a transport
-        failure."""
+        failure.
+
+        A response whose body the package cannot decompress (corrupt,
+        truncated, larger than `decompress_limit` once decompressed, or
+        in a coding whose extra is not installed) is a failed attempt,
+        not an answer: the record's ``exception`` is the
+        ``DecompressionError`` (its ``response`` the tornado response as
+        it arrived), its ``status`` and ``response`` stay :data:`None`,
+        and it is retried as :func:`content_failure` says.  The body of a
+        redirect that ends the attempt (too many redirects, a Location
+        that cannot be followed) is not the answer: that redirect stays
+        the response, with the error in its record's ``content_error``.
+
+        """
         try:
             result, redirect_loop = await observer.sending(
                 self._send(client, observer))
@@ -109,10 +122,19 @@ class Attempt:
             # patched fetch may return one): no response arrived
             response.record_exception(record, result.error)
             return Outcome(failure=_transports.classify(result.error))
-        # a body still compressed is the body's error
-        response.record_response(record, result, inflate(
-            result, decompress_limit) if self.decompress else None)
         log_warning_header(result)
+        content_error = (inflate(result, decompress_limit)
+                         if self.decompress else None)
+        if (content_error is not None and not redirect_loop
+                and self.redirect_error is None):
+            # an answer whose body cannot be undone is no answer: a
+            # failed attempt (see content_failure)
+            content_error.response = result
+            response.record_exception(record, content_error)
+            return Outcome(failure=content_failure(content_error))
+        # a redirect that is the response: its body is not the answer, and
+        # one still compressed is the body's error
+        response.record_response(record, result, content_error)
         if self.redirect_error is not None:
             record.redirect_error = self.redirect_error
             LOGGER.warning('Not following the %s redirect of %s %s: %s',
@@ -208,7 +230,7 @@ def with_headers(result: httpclient.HTTPResponse) -> httpclient.HTTPResponse:
 
 def inflate(result: httpclient.HTTPResponse,
             limit: int = _content.MAX_DECOMPRESSED_SIZE
-            ) -> typing.Optional[ValueError]:
+            ) -> typing.Optional[_content.DecompressionError]:
     """Undo `result`'s Content-Encoding in place, as tornado's own
     decompression does: :attr:`raw.body <tornado.httpclient.HTTPResponse.body>`
     becomes the decompressed bytes and the header moves to
@@ -236,6 +258,22 @@ def inflate(result: httpclient.HTTPResponse,
     del result.headers['Content-Encoding']
     result.headers['X-Consumed-Content-Encoding'] = encoding
     return None
+
+
+def content_failure(error: _content.DecompressionError) -> _retry.Failure:
+    """What kind of failure an answer whose body could not be
+    decompressed is.
+
+    A truncated body is :attr:`~_retry.Failure.CONNECTION`: a transport
+    (or a proxy) may have cut it, so an idempotent request is sent again
+    as after a broken connection.  Anything else (a corrupt body, one too
+    large once decompressed, a coding whose extra is not installed) is
+    :attr:`~_retry.Failure.FATAL`: the same body would come again, as
+    libcurl's own ``CURLE_BAD_CONTENT_ENCODING`` is classified.
+
+    """
+    return (_retry.Failure.CONNECTION if error.truncated
+            else _retry.Failure.FATAL)
 
 
 def retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:

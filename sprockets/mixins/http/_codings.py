@@ -47,6 +47,10 @@ MAX_DECOMPRESSED_SIZE = 100 * 1024 * 1024
 # input fed to a decompressor at a time: output is checked against the
 # limit between steps (zstd and zlib cannot bound one call's output)
 _STEP = 64 * 1024
+# input first fed to each gzip member or zstd frame, doubled at each step
+# up to _STEP: what a decompressor copies when a member ends is bounded by
+# the step, so a body of many small members stays linear
+_FIRST_STEP = 64
 # the most a zstd frame expands one input byte: a 4-byte RLE block holds
 # up to 128 KiB
 _ZSTD_RATIO = 32 * 1024
@@ -57,9 +61,25 @@ class DecompressionError(ValueError):
     truncated, larger than the limit once decompressed, or in a coding
     this installation cannot decode.
 
+    When the engine meets one, the attempt failed: it is recorded in
+    :attr:`HTTPResponse.exceptions <sprockets.mixins.http.HTTPResponse>`
+    with :attr:`response` set, never returned as an answer whose body is
+    still compressed.  A :attr:`truncated` body may have been cut by the
+    transport and is retried as a broken connection is (an idempotent
+    request only); any other (corrupt, too large, a coding whose extra is
+    missing) would come again the same and is not retried.
+
     .. versionadded:: 3.0
 
     """
+
+    def __init__(self, message: str, *, truncated: bool = False) -> None:
+        super().__init__(message)
+        #: The body ended before its coding did.
+        self.truncated = truncated
+        #: The tornado response whose body this is, as it arrived (still
+        #: compressed), when the engine raised it; :data:`None` otherwise.
+        self.response: typing.Any = None
 
 
 def accept_encoding() -> str:
@@ -127,27 +147,44 @@ def _too_large(coding: str, limit: int) -> DecompressionError:
 
 def _zlib(data: bytes, limit: int, wbits: int, coding: str,
           members: bool) -> bytes:
-    """Inflate `data`; with `members`, concatenated gzip members too."""
+    """Inflate `data`; with `members`, concatenated gzip members too.
+
+    Linear in the size of `data`, however many members it holds: the input
+    is read through a :class:`memoryview` at an offset, and each member is
+    fed steps that start at :data:`_FIRST_STEP` bytes and double up to
+    :data:`_STEP`, so that what zlib copies when a member ends (its
+    ``unused_data``, the rest of the step) is at most about twice the
+    member's own size, never the rest of the body.
+
+    """
+    view = memoryview(data)
+    total = len(view)
+    offset = size = 0
     output: typing.List[bytes] = []
-    size = 0
     while True:
         inflater = zlib.decompressobj(wbits)
-        pending = data
-        while pending and not inflater.eof:
-            chunk = inflater.decompress(pending, limit - size + 1)
+        step = _FIRST_STEP
+        while offset < total and not inflater.eof:
+            fed = view[offset:offset + step]
+            chunk = inflater.decompress(fed, limit - size + 1)
             size += len(chunk)
             if size > limit:
                 raise _too_large(coding, limit)
             output.append(chunk)
-            pending = inflater.unconsumed_tail
+            # input not consumed: past the member's end (unused_data), or
+            # held back by the output limit (unconsumed_tail)
+            offset += (len(fed) - len(inflater.unused_data)
+                       - len(inflater.unconsumed_tail))
+            step = min(step * 2, _STEP)
         if not inflater.eof:
-            raise DecompressionError(f'truncated {coding} body')
-        data = inflater.unused_data
-        if not (members and data):
+            raise DecompressionError(f'truncated {coding} body',
+                                     truncated=True)
+        if not (members and offset < total):
             break
-    if data:
+    if offset < total:
         raise DecompressionError(
-            f'{len(data)} bytes of trailing data after the {coding} body')
+            f'{total - offset} bytes of trailing data after the {coding} '
+            'body')
     return b''.join(output)
 
 
@@ -182,7 +219,7 @@ def _unbrotli(data: bytes, limit: int) -> bytes:
             return b''.join(output)
         chunk = decompressor.process(b'', output_buffer_limit=_STEP)
         if not chunk and decompressor.can_accept_more_data():
-            raise DecompressionError('truncated br body')
+            raise DecompressionError('truncated br body', truncated=True)
 
 
 def _unzstd(data: bytes, limit: int) -> bytes:
@@ -191,24 +228,29 @@ def _unzstd(data: bytes, limit: int) -> bytes:
             'a zstd body needs the zstandard package: install '
             'sprockets.mixins.http[zstd]')
     output: typing.List[bytes] = []
-    size = 0
     view = memoryview(data)
-    while view:  # one decompressobj per frame
-        decompressor = zstandard.ZstdDecompressor().decompressobj()
-        while view and not decompressor.eof:
+    total = len(view)
+    offset = size = 0
+    # one decompressobj per frame, from one context (making a context
+    # costs more than a small frame's whole decompression)
+    context = zstandard.ZstdDecompressor()
+    while offset < total:
+        decompressor = context.decompressobj()
+        first = _FIRST_STEP  # as for gzip members: see _zlib
+        while offset < total and not decompressor.eof:
             # no single call may overshoot the limit by more than a step
             step = max(256, min(_STEP, (limit - size) // _ZSTD_RATIO))
-            chunk = decompressor.decompress(view[:step].tobytes())
-            view = view[step:]
+            fed = view[offset:offset + min(first, step)]
+            first *= 2
+            chunk = decompressor.decompress(fed)
             size += len(chunk)
             if size > limit:
                 raise _too_large('zstd', limit)
             output.append(chunk)
+            offset += len(fed) - len(decompressor.unused_data)
         if not decompressor.eof:
-            raise DecompressionError('truncated zstd body')
-        unused = decompressor.unused_data
-        if unused:
-            view = memoryview(unused + view.tobytes())
+            raise DecompressionError('truncated zstd body',
+                                     truncated=True)
     return b''.join(output)
 
 

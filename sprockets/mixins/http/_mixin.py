@@ -63,8 +63,7 @@ class HTTPClientMixin:
     #: .. versionadded:: 3.0
     RETRY_POLICY: typing.Optional[RetryPolicy] = None
     #: The most bytes a compressed response body may decompress to; a
-    #: larger one is left as it arrived and
-    #: :attr:`HTTPResponse.body_error` says why (see :doc:`compression`).
+    #: larger one fails its attempt (see :doc:`compression`).
     #: Tornado's default ``max_body_size`` for an uncompressed body.
     #:
     #: .. versionadded:: 3.0

@@ -87,7 +87,15 @@ def build_call(
     retried.  `options` (tornado's own ``HTTPRequest`` arguments) is the
     call's own dict, completed in place.
 
+    ``body_producer`` is refused with a :exc:`ValueError` before anything
+    is sent: a producer writes its body once, to one connection, so it
+    could be neither resent on a retry nor given to the serializer and
+    the body rules (tornado would send it with the empty body a POST gets
+    here, and the server would see no body).  Pass the body as `body`
+    (bytes, str, or what the serializer encodes) instead.
+
     """
+    _refuse_body_producer(options)
     url = _url(url, params)
     verb = _checks.method(method)
     _check_method_and_body(verb, body, allow_nonstandard_methods)
@@ -119,6 +127,14 @@ def build_call(
         _timeout('request_timeout', request_timeout,
                  'DEFAULT_REQUEST_TIMEOUT', owner.DEFAULT_REQUEST_TIMEOUT),
         options, decompress)
+
+
+def _refuse_body_producer(options: typing.Mapping[str, typing.Any]) -> None:
+    """Refuse tornado's ``body_producer``: see :func:`build_call`."""
+    if options.get('body_producer') is not None:
+        raise ValueError(
+            'body_producer is not supported: a produced body cannot be '
+            'sent again on a retry; pass the body as body= instead')
 
 
 def _url(url: typing.Any, params: typing.Any) -> str:

@@ -150,13 +150,19 @@ class AttemptRecord:
     #: .. versionadded:: 3.0
     redirect_error: typing.Optional[ValueError] = None
     #: The tornado response of this attempt, or :data:`None` when it
-    #: raised.
+    #: raised (a body that could not be decompressed included: the
+    #: exception's ``response`` is then the tornado response).
     #:
     #: .. versionadded:: 3.0
     response: typing.Optional[httpclient.HTTPResponse] = dataclasses.field(
         default=None, repr=False, compare=False)
     #: Why the response's Content-Encoding could not be undone (it is
-    #: still compressed), or :data:`None`.
+    #: still compressed), or :data:`None`.  The engine sets it only for a
+    #: redirect that is the attempt's response (too many redirects, a
+    #: Location that cannot be followed), whose body is not the answer:
+    #: any other response whose body cannot be decompressed is a failed
+    #: attempt, with the ``DecompressionError`` as :attr:`exception` and
+    #: no :attr:`response` or :attr:`status`.
     #:
     #: .. versionadded:: 3.0
     content_error: typing.Optional[Exception] = dataclasses.field(
@@ -177,6 +183,15 @@ class HTTPResponse:
     No property raises: a response that never arrived gives a
     :attr:`code` of ``599`` and empty or :data:`None` values, and a body
     that cannot be decoded gives its raw bytes (see :attr:`body_error`).
+
+    A response whose Content-Encoding the package could not undo (a
+    corrupt, truncated or too large body, or a coding whose extra is not
+    installed) is not an answer: its attempt failed, the
+    ``DecompressionError`` is in :attr:`exceptions` and it counts in
+    ``len()``, but it is not in :attr:`history` nor :attr:`raw`, so that
+    :attr:`code`, :attr:`ok` and :attr:`body` describe the last response
+    that was usable (``599``, :data:`False` and :data:`None` when there
+    is none).
 
     :param simplify_error_response: for a final status of 400 or more,
         make :attr:`body` the decoded body's ``message`` when it has one
@@ -290,8 +305,9 @@ class HTTPResponse:
 
         :data:`None` when no response arrived or the final body is empty,
         whatever its status and Content-Type (as in 2.x).  A body that
-        cannot be decompressed or decoded gives the raw bytes, and the
-        error is kept in :attr:`body_error`.
+        cannot be decoded gives the raw bytes, and the error is kept in
+        :attr:`body_error`; one that cannot be decompressed is no
+        response at all (see :attr:`exceptions`).
 
         .. versionchanged:: 3.0
            A ``gzip``, ``br`` or ``zstd`` body arrives decompressed (see
@@ -308,11 +324,13 @@ class HTTPResponse:
         :attr:`body`, or :data:`None`.  Reading it decodes the body if
         needed.
 
-        A body that could not be decompressed (corrupt, truncated, too
-        large, or in a coding whose extra is not installed) gives a
-        ``DecompressionError``, a :exc:`ValueError`; one that could not be
-        decoded gives the :exc:`ValueError` or :exc:`LookupError` of its
-        codec.
+        A body that could not be decoded gives the :exc:`ValueError` or
+        :exc:`LookupError` of its codec.  One that could not be
+        decompressed (corrupt, truncated, too large, or in a coding whose
+        extra is not installed) made its attempt fail instead: the
+        ``DecompressionError`` is in :attr:`exceptions`.  Only a redirect
+        that ended the call (see :attr:`AttemptRecord.content_error`)
+        gives a ``DecompressionError`` here.
 
         .. versionadded:: 3.0
 
