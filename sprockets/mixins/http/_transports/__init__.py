@@ -15,6 +15,7 @@ attempt's connection when the caller is cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import typing
@@ -205,9 +206,31 @@ def async_http_client() -> httpclient.AsyncHTTPClient:
     :meth:`Transport.sized`)."""
     max_clients = max_clients_from_environment()
     shared = httpclient.AsyncHTTPClient()
+    if shared.io_loop not in _SHARED:
+        _SHARED[shared.io_loop] = shared
+        close_clients_of_closed_loops(_SHARED)
     if max_clients is None:
         return shared
     return for_client(shared).sized(shared, max_clients)
+
+
+# the shared instances the package sent with, per IOLoop: each refers to
+# its IOLoop, so the weak keys never go by themselves
+_SHARED: weakref.WeakKeyDictionary[
+    ioloop.IOLoop, httpclient.AsyncHTTPClient] = weakref.WeakKeyDictionary()
+
+
+def close_clients_of_closed_loops(clients: typing.MutableMapping[
+        ioloop.IOLoop, typing.Any]) -> None:
+    """Close and forget the clients (or dicts of them) kept for IOLoops
+    that were closed (``asyncio.run()`` closes its loop): a curl client
+    keeps its connections and libcurl's descriptors open until closed."""
+    for loop in [known for known in clients if is_closed(known)]:
+        kept = clients.pop(loop)
+        for client in (kept.values() if isinstance(kept, dict) else [kept]):
+            # a client half torn down with its loop may refuse: it is gone
+            with contextlib.suppress(Exception):
+                client.close()
 
 
 class PerLoop:
@@ -223,11 +246,8 @@ class PerLoop:
     def get(self, max_clients: int) -> httpclient.AsyncHTTPClient:
         loop = ioloop.IOLoop.current()
         if loop not in self.clients:
-            # each client refers to its IOLoop, so the weak keys never go:
-            # forget the clients of loops that were closed (asyncio.run)
-            for closed in [known for known in self.clients
-                           if is_closed(known)]:
-                del self.clients[closed]
+            # each client refers to its IOLoop, so the weak keys never go
+            close_clients_of_closed_loops(self.clients)
         clients = self.clients.setdefault(loop, {})
         key = (httpclient.AsyncHTTPClient.configured_class(), max_clients)
         client = clients.get(key)
