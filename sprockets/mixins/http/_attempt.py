@@ -60,7 +60,8 @@ class Attempt:
                  body: typing.Union[bytes, str, None],
                  timeouts: typing.Tuple[float, float],
                  transport: _transports.Transport,
-                 time_left: TimeLeft = lambda: None) -> None:
+                 time_left: TimeLeft = lambda: None, *,
+                 may_resend: bool = True) -> None:
         options = call.options
         self.time_left = time_left
         self.inflight = _transports.Inflight(
@@ -74,11 +75,8 @@ class Attempt:
         #: why a redirect was not followed (its Location is unusable)
         self.redirect_error: typing.Optional[ValueError] = None
         options = dict(options, follow_redirects=False, max_redirects=None,
-                       **transport.request_options(
-                           self.inflight,
-                           call.policy.retry_non_idempotent
-                           or call.policy.is_idempotent(call.method,
-                                                        headers)))
+                       **transport.request_options(self.inflight,
+                                                   may_resend))
         if self.stream is not None and (
                 self.follow or number < call.policy.max_attempts):
             # only the returned attempt's body may reach the caller
@@ -86,7 +84,9 @@ class Attempt:
             options['streaming_callback'] = self.chunks.append
         connect_timeout, request_timeout = timeouts
         self.request = httpclient.HTTPRequest(
-            url, method=call.method, headers=httputil.HTTPHeaders(headers),
+            # the engine's own headers: it never changes them, and tornado's
+            # fetch copies them before a client adds its own (Host)
+            url, method=call.method, headers=_as_headers(headers),
             body=_content.encode_body(body, headers.get('Content-Type')),
             connect_timeout=connect_timeout,
             request_timeout=request_timeout, **options)
@@ -158,11 +158,10 @@ class Attempt:
         :raises ValueError: for a URL that cannot be sent (never retried)
 
         """
-        # the headers as the engine built them (and OTel added to): tornado
-        # adds its own to the request's (Host, Content-Length), so the
-        # next hop of a redirect starts from these instead
-        request, headers, hops = (
-            self.request, httputil.HTTPHeaders(self.request.headers), 0)
+        # the headers as the engine built them (and OTel added to): the
+        # client adds its own (Host, Content-Length) to the copy tornado's
+        # fetch makes, so the next hop of a redirect starts from these
+        request, headers, hops = self.request, self.request.headers, 0
         while True:
             problem = _urls.url_problem(request.url)
             if problem is not None:
@@ -203,10 +202,10 @@ class Attempt:
             if left < _retry.MIN_TIME_LEFT:
                 self.deadline_reached = True
                 return None
-            following.connect_timeout = min(
-                following.connect_timeout or left, left)
-            following.request_timeout = min(
-                following.request_timeout or left, left)
+            following.connect_timeout = within(following.connect_timeout,
+                                               left)
+            following.request_timeout = within(following.request_timeout,
+                                               left)
         self.method_changed |= following.method != request.method
         return following, headers
 
@@ -218,6 +217,19 @@ class Attempt:
                 delivered = self.stream(chunk)
                 if inspect.isawaitable(delivered):
                     await delivered
+
+
+def within(timeout: typing.Optional[float], left: float) -> float:
+    """`timeout` shrunk to the `left` seconds before the deadline; ``0``
+    (and :data:`None`) is tornado's "no limit": the deadline is the limit
+    then."""
+    return min(timeout or left, left)
+
+
+def _as_headers(headers: typing.Mapping[str, str]) -> httputil.HTTPHeaders:
+    if isinstance(headers, httputil.HTTPHeaders):
+        return headers
+    return httputil.HTTPHeaders(headers)
 
 
 def with_headers(result: httpclient.HTTPResponse) -> httpclient.HTTPResponse:

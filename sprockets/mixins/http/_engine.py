@@ -46,6 +46,9 @@ async def run(owner: _call.Owner, call: _call.Call,
     client = client or _transports.async_http_client()
     transport = _transports.for_client(client)
     idempotent = policy.is_idempotent(call.method, call.headers)
+    # a transport may resend on a dead kept-alive connection only what the
+    # policy would send again itself
+    may_resend = idempotent or policy.retry_non_idempotent
     url, headers, body = call.url, call.headers, call.body
     previous_delay: typing.Optional[float] = None
     attempt = 0
@@ -59,7 +62,7 @@ async def run(owner: _call.Owner, call: _call.Call,
         sender = _attempt.Attempt(
             call, attempt, url, headers, body,
             _timeouts(call, deadline, begun - started), transport,
-            _time_left(clock, started, deadline))
+            _time_left(clock, started, deadline), may_resend=may_resend)
         record = response.start_attempt(attempt, begun - started)
         observer.attempt_started(record, url, headers, sender.request)
         outcome = await sender.send(client, observer,
@@ -122,9 +125,8 @@ def _timeouts(call: _call.Call, deadline: typing.Optional[float],
     if deadline is None:
         return call.connect_timeout, call.request_timeout
     left = deadline - elapsed
-    # 0 is tornado's "no limit": the deadline is the limit then
-    return (min(call.connect_timeout or left, left),
-            min(call.request_timeout or left, left))
+    return (_attempt.within(call.connect_timeout, left),
+            _attempt.within(call.request_timeout, left))
 
 
 def _modified_for_retry(
