@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import sys
 import time
 import typing
@@ -20,9 +19,6 @@ from sprockets.mixins.http._retry import RetryBudget, RetryPolicy
 from sprockets.mixins.http._version import __version__
 
 __all__ = ['DEFAULT_USER_AGENT', 'HTTPClientMixin']
-
-#: The package's one logger, ``sprockets.mixins.http``.
-LOGGER = logging.getLogger('sprockets.mixins.http')
 
 #: The User-Agent sent when neither the application nor a consumer names
 #: the service.

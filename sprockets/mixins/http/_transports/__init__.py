@@ -121,6 +121,8 @@ class Transport:
 
 
 _REGISTRY: typing.Dict[str, Transport] = {}
+# the registered transports, in the order they are asked to classify
+_ORDER: typing.List[Transport] = []
 _GENERIC = Transport()
 
 
@@ -128,6 +130,8 @@ def register(transport: Transport) -> Transport:
     """Register `transport` for its :attr:`~Transport.class_names`."""
     for name in transport.class_names:
         _REGISTRY[name] = transport
+    if transport not in _ORDER:
+        _ORDER.append(transport)
     return transport
 
 
@@ -150,7 +154,7 @@ def classify(error: BaseException) -> Failure:
     then the rules that hold for every client.
 
     """
-    for transport in dict.fromkeys(_REGISTRY.values()):
+    for transport in _ORDER:
         failure = transport.classify(error)
         if failure is not None:
             return failure
