@@ -10,11 +10,6 @@ from tornado import testing, web
 
 from tests import support
 
-try:
-    import pycurl
-except ImportError:  # support.on_every_client skips the curl cases
-    pycurl = None
-
 
 class HangingHandler(web.RequestHandler):
     """Never answers; tells the test when a request arrived and when its
@@ -40,15 +35,8 @@ class ErrorRecords(logging.Handler):
 
 
 @support.on_every_client('TestCancel')
-class CancelCases(support.ServerTestCase):
+class CancelCases(support.CancelTestCase):
     __test__ = False
-
-    def setUp(self) -> None:
-        if (self.implementation == support.CURL
-                and not hasattr(pycurl, 'ACTIVESOCKET')):
-            self.skipTest('pycurl older than 7.45.8 cannot name the socket '
-                          'of a transfer in progress')
-        super().setUp()
 
     def get_app(self) -> web.Application:
         self.entered = asyncio.Event()

@@ -15,11 +15,6 @@ from sprockets.mixins.http import _transports
 from sprockets.mixins.http._transports import _curl
 from tests import support
 
-try:
-    import pycurl
-except ImportError:  # support.on_every_client skips the curl cases
-    pycurl = None
-
 ONCE = http.RetryPolicy(max_attempts=1)
 
 
@@ -60,15 +55,8 @@ class State:
 
 
 @support.on_every_client('TestCancellation')
-class CancellationCases(support.ServerTestCase):
+class CancellationCases(support.CancelTestCase):
     __test__ = False
-
-    def setUp(self) -> None:
-        if (self.implementation == support.CURL
-                and not hasattr(pycurl, 'ACTIVESOCKET')):
-            self.skipTest('pycurl older than 7.45.8 cannot name the socket '
-                          'of a transfer in progress')
-        super().setUp()
 
     def tearDown(self) -> None:
         # the curl instances HTTP_MAX_CLIENTS made for this loop
