@@ -20,6 +20,7 @@ LAYERS: typing.Dict[str, float] = {
     '_retry': 1.5,
     '_response': 2,
     '_transports': 3, '_redirects': 3, '_call': 3, '_otel': 3,
+    '_streaming': 3,
     '_observe': 4,
     '_attempt': 5,
     '_engine': 6, '_request': 6,

@@ -666,11 +666,13 @@ def test_stop_reason_values(reason: StopReason, value: str) -> None:
 
 
 def test_stop_reasons_are_exactly_the_spec_ones() -> None:
-    """No stop reason exists beyond the ones SPEC lists."""
+    """No stop reason exists beyond the ones SPEC lists, and the two the
+    issues added: a redirect loop, and a streamed body that broke off
+    (issue 8)."""
     assert {str(reason) for reason in StopReason} == {
         'success', 'not-retryable', 'dont-retry', 'attempts-exhausted',
         'deadline', 'budget-exhausted', 'retry-after-too-long',
-        'unsafe-method', 'too-many-redirects'}
+        'unsafe-method', 'too-many-redirects', 'stream-interrupted'}
 
 
 @pytest.mark.parametrize('reason, value', [

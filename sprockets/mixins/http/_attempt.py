@@ -3,7 +3,7 @@ the streamed body, decompression, and what the response says of retrying
 (``Retry-After``) and of itself (``Warning``)."""
 from __future__ import annotations
 
-import inspect
+import asyncio
 import io
 import logging
 import time
@@ -17,6 +17,7 @@ from sprockets.mixins.http import (
     _redirects,
     _response,
     _retry,
+    _streaming,
     _transports,
     _urls,
 )
@@ -45,6 +46,9 @@ class Outcome(typing.NamedTuple):
     method_changed: bool = False
     #: the deadline came between two hops of a redirect
     deadline_reached: bool = False
+    #: part of the body reached the streaming_callback, then the attempt
+    #: failed (or the callback raised): never sent again
+    stream_interrupted: bool = False
 
 
 class Attempt:
@@ -61,7 +65,9 @@ class Attempt:
                  timeouts: typing.Tuple[float, float],
                  transport: _transports.Transport,
                  time_left: TimeLeft = lambda: None, *,
-                 may_resend: bool = True) -> None:
+                 may_resend: bool = True,
+                 is_final: typing.Optional[_streaming.IsFinal] = None
+                 ) -> None:
         options = call.options
         self.time_left = time_left
         self.inflight = _transports.Inflight(
@@ -69,19 +75,22 @@ class Attempt:
         self.follow = bool(options.get('follow_redirects'))
         self.max_redirects = int(options.get('max_redirects') or 0)
         self.decompress = call.decompress
-        self.stream = options.get('streaming_callback')
-        self.chunks: typing.Optional[typing.List[bytes]] = None
+        stream = options.get('streaming_callback')
         self.method_changed = self.deadline_reached = False
         #: why a redirect was not followed (its Location is unusable)
         self.redirect_error: typing.Optional[ValueError] = None
         options = dict(options, follow_redirects=False, max_redirects=None,
                        **transport.request_options(self.inflight,
                                                    may_resend))
-        if self.stream is not None and (
-                self.follow or number < call.policy.max_attempts):
-            # only the returned attempt's body may reach the caller
-            self.chunks = []
-            options['streaming_callback'] = self.chunks.append
+        #: what stands for the caller's streaming_callback
+        self.relay: typing.Optional[_streaming.Relay] = None
+        if stream is not None:
+            self.relay = _streaming.Relay(
+                stream, options.get('header_callback'),
+                self._body_is_answer(is_final or _always_final),
+                self.inflight.abort)
+            options['streaming_callback'] = self.relay.chunk
+            options['header_callback'] = self.relay.header_line
         connect_timeout, request_timeout = timeouts
         self.request = httpclient.HTTPRequest(
             # the engine's own headers: it never changes them, and tornado's
@@ -111,17 +120,32 @@ class Attempt:
         the response, with the error in its record's ``content_error``.
 
         """
+        relay = self.relay
+        error: typing.Optional[BaseException] = None
         try:
             result, redirect_loop = await observer.sending(
                 self._send(client, observer))
-        except Exception as error:  # recorded, never raised
+        except asyncio.CancelledError:
+            if relay is not None:
+                relay.cancel()
+            raise
+        except Exception as raised:  # recorded, never raised
+            error = raised
+        else:
+            if result.code == 599 and result.error is not None:
+                # a response object that is really a transport failure (a
+                # patched fetch may return one): no response arrived
+                error = result.error
+        if relay is not None:
+            await relay.finished()
+            record.streamed = relay.streamed
+            if relay.error is not None:
+                return self._callback_failed(response, record, relay.error)
+        if error is not None:
             response.record_exception(record, error)
-            return Outcome(failure=_transports.classify(error))
-        if result.code == 599 and result.error is not None:
-            # a response object that is really a transport failure (a
-            # patched fetch may return one): no response arrived
-            response.record_exception(record, result.error)
-            return Outcome(failure=_transports.classify(result.error))
+            # a body the caller consumed part of is never sent again
+            return Outcome(failure=_transports.classify(error),
+                           stream_interrupted=bool(record.streamed))
         log_warning_header(result)
         content_error = (inflate(result, decompress_limit)
                          if self.decompress else None)
@@ -179,8 +203,8 @@ class Attempt:
                 return result, False
             request, headers = following
             hops += 1
-            if self.chunks:
-                self.chunks.clear()  # a hop's body is not the answer
+            if self.relay is not None:
+                self.relay.withheld.clear()  # a hop's body is not the answer
             observer.redirected(result.code, request.url)
 
     def _next_hop(self, request: httpclient.HTTPRequest,
@@ -209,14 +233,45 @@ class Attempt:
         self.method_changed |= following.method != request.method
         return following, headers
 
-    async def deliver_chunks(self) -> None:
-        """Hand the buffered body of the returned attempt to the caller's
-        streaming_callback."""
-        if self.chunks and self.stream is not None:
-            for chunk in self.chunks:
-                delivered = self.stream(chunk)
-                if inspect.isawaitable(delivered):
-                    await delivered
+    def _body_is_answer(self, is_final: _streaming.IsFinal
+                        ) -> _streaming.IsFinal:
+        """`is_final`, but a redirect this attempt follows is never the
+        answer (nor one past ``max_redirects``: its body is kept back,
+        and handed on only when the call returns it)."""
+
+        def body_is_answer(status: int,
+                           headers: httputil.HTTPHeaders) -> bool:
+            if (self.follow and status in _redirects.REDIRECTS
+                    and 'Location' in headers):
+                return False
+            return is_final(status, headers)
+
+        return body_is_answer
+
+    def _callback_failed(self, response: _response.HTTPResponse,
+                         record: _response.AttemptRecord,
+                         error: Exception) -> Outcome:
+        """The caller's streaming_callback raised: the attempt ends with
+        its exception, and the call with it (never retried, whatever
+        ``max_http_attempts``)."""
+        LOGGER.warning('The streaming_callback of %s %s raised %s: the call '
+                       'stops', self.request.method,
+                       _urls.redact_url(self.request.url),
+                       type(error).__name__, exc_info=error)
+        response.record_exception(record, error)
+        return Outcome(failure=_retry.Failure.FATAL, stream_interrupted=True)
+
+    async def deliver_withheld(self) -> typing.Optional[Exception]:
+        """Hand the body kept back to the caller's streaming_callback, now
+        that the attempt is the one returned; return the exception the
+        callback raised, if any."""
+        if self.relay is None:
+            return None
+        return await self.relay.deliver_withheld()
+
+
+def _always_final(status: int, headers: httputil.HTTPHeaders) -> bool:
+    return True
 
 
 def within(timeout: typing.Optional[float], left: float) -> float:
@@ -290,7 +345,13 @@ def content_failure(error: _content.DecompressionError) -> _retry.Failure:
 
 def retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:
     """The response's ``Retry-After`` in seconds, or :data:`None`."""
-    value = result.headers.get('Retry-After')
+    return retry_after_of(result.headers)
+
+
+def retry_after_of(headers: httputil.HTTPHeaders
+                   ) -> typing.Optional[float]:
+    """``Retry-After`` in `headers`, in seconds, or :data:`None`."""
+    value = headers.get('Retry-After')
     if value is None:
         return None
     seconds = _retry.parse_retry_after(value, time.time())

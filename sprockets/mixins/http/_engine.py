@@ -21,6 +21,7 @@ from sprockets.mixins.http import (
     _observe,
     _response,
     _retry,
+    _streaming,
     _transports,
     _urls,
 )
@@ -50,6 +51,7 @@ async def run(owner: _call.Owner, call: _call.Call,
     # policy would send again itself
     may_resend = idempotent or policy.retry_non_idempotent
     url, headers, body = call.url, call.headers, call.body
+    streams = call.options.get('streaming_callback') is not None
     previous_delay: typing.Optional[float] = None
     attempt = 0
     while True:
@@ -62,7 +64,10 @@ async def run(owner: _call.Owner, call: _call.Call,
         sender = _attempt.Attempt(
             call, attempt, url, headers, body,
             _timeouts(call, deadline, begun - started), transport,
-            _time_left(clock, started, deadline), may_resend=may_resend)
+            _time_left(clock, started, deadline), may_resend=may_resend,
+            is_final=_final_status(
+                policy, call, attempt, idempotent, clock, started,
+                deadline, previous_delay) if streams else None)
         record = response.start_attempt(attempt, begun - started)
         observer.attempt_started(record, url, headers, sender.request)
         outcome = await sender.send(client, observer,
@@ -79,10 +84,14 @@ async def run(owner: _call.Owner, call: _call.Call,
         if stop is None:
             record.delay = previous_delay = decision.delay
             record.delay_reason = str(decision.delay_reason)
+        elif outcome.status is not None:
+            # the body kept back while a retry was possible is the answer
+            error = await sender.deliver_withheld()
+            if error is not None:
+                response.record_exception(record, error)
+                stop = _retry.StopReason.STREAM_INTERRUPTED
         observer.attempt_ended(record, stop, decision)
         if stop is not None:
-            if outcome.status is not None:
-                await sender.deliver_chunks()
             break
         await owner._http_req_sleep(decision.delay)
         url, headers, body = _modified_for_retry(owner, response, attempt,
@@ -107,6 +116,29 @@ def _refusal(gates: typing.Sequence[_retry.Gate], key: typing.Hashable,
         if not gate.admit(key, now):
             return gate.stop_reason
     return None
+
+
+def _final_status(policy: _retry.RetryPolicy, call: _call.Call,
+                  attempt: int, idempotent: bool,
+                  clock: typing.Callable[[], float], started: float,
+                  deadline: typing.Optional[float],
+                  previous_delay: typing.Optional[float]
+                  ) -> _streaming.IsFinal:
+    """Return what a streamed attempt asks once its headers are in:
+    whether the policy would stop on this status (its body is then the
+    answer, handed to the caller as it arrives).  The gates are not asked
+    (passing one is a side effect): a retry a gate refuses later has its
+    body handed on when the attempt ends."""
+
+    def is_final(status: int, headers: httputil.HTTPHeaders) -> bool:
+        return not policy.decide(
+            attempt=attempt, method=call.method, idempotent=idempotent,
+            status=status, retry_after=_attempt.retry_after_of(headers),
+            request_timeout=call.request_timeout or None,
+            elapsed=clock() - started, deadline=deadline,
+            previous_delay=previous_delay).retry
+
+    return is_final
 
 
 def _time_left(clock: typing.Callable[[], float], started: float,

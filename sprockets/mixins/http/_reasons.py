@@ -29,6 +29,12 @@ class StopReason(str, enum.Enum):
     RETRY_AFTER_TOO_LONG = 'retry-after-too-long'
     UNSAFE_METHOD = 'unsafe-method'
     TOO_MANY_REDIRECTS = 'too-many-redirects'
+    #: Part of the final attempt's body reached the ``streaming_callback``,
+    #: then the attempt failed or the callback raised: the caller has
+    #: consumed part of a body, so the request is not sent again.
+    #:
+    #: .. versionadded:: 3.0
+    STREAM_INTERRUPTED = 'stream-interrupted'
 
     def __str__(self) -> str:
         return self.value

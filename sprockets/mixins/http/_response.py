@@ -18,6 +18,10 @@ __all__ = ['AttemptRecord', 'HTTPResponse', 'ResponseHeaders']
 
 _UNSET: typing.Any = object()
 
+# the stop reasons of a call that reached no final answer, whatever status
+_NO_FINAL_ANSWER = frozenset({_retry.StopReason.TOO_MANY_REDIRECTS,
+                              _retry.StopReason.STREAM_INTERRUPTED})
+
 
 class ResponseHeaders(typing.Dict[str, str]):
     """The final response's headers, as :attr:`HTTPResponse.headers`
@@ -149,6 +153,14 @@ class AttemptRecord:
     #:
     #: .. versionadded:: 3.0
     redirect_error: typing.Optional[ValueError] = None
+    #: Bytes of this attempt's body handed to the ``streaming_callback``
+    #: (``0`` without one, or while the body was kept back because the
+    #: attempt was to be retried).  An attempt with an :attr:`exception`
+    #: and bytes streamed broke off after the caller consumed part of its
+    #: body: the call stops with :attr:`StopReason.STREAM_INTERRUPTED`.
+    #:
+    #: .. versionadded:: 3.0
+    streamed: int = 0
     #: The tornado response of this attempt, or :data:`None` when it
     #: raised (a body that could not be decompressed included: the
     #: exception's ``response`` is then the tornado response).
@@ -439,8 +451,10 @@ class HTTPResponse:
     def ok(self) -> bool:
         """:data:`True` when the final status is 200 to 399 and the request
         reached a final answer: a redirect loop
-        (:attr:`StopReason.TOO_MANY_REDIRECTS`) is not one."""
-        if self.stop_reason is _retry.StopReason.TOO_MANY_REDIRECTS:
+        (:attr:`StopReason.TOO_MANY_REDIRECTS`) is not one, nor a body
+        that broke off while it streamed
+        (:attr:`StopReason.STREAM_INTERRUPTED`)."""
+        if self.stop_reason in _NO_FINAL_ANSWER:
             return False
         return self.raw is not None and 200 <= self.code < 400
 

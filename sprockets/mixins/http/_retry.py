@@ -331,7 +331,8 @@ class RetryPolicy:
                redirect_loop: bool = False,
                redirect_unfollowed: bool = False,
                method_changed: bool = False,
-               deadline_reached: bool = False) -> Decision:
+               deadline_reached: bool = False,
+               stream_interrupted: bool = False) -> Decision:
         """Decide what follows attempt number `attempt`.
 
         :param attempt: the attempt just made, ``1`` for the first
@@ -361,11 +362,17 @@ class RetryPolicy:
             (``unsafe-method``) unless :attr:`retry_non_idempotent`
         :param deadline_reached: the deadline came between two hops of a
             redirect (``deadline``)
+        :param stream_interrupted: part of the body reached the caller's
+            ``streaming_callback``, then the attempt failed or the
+            callback raised (``stream-interrupted``: the caller consumed
+            part of a body, so it is never sent again)
 
         The gates (the budget) are not consulted here: passing one is the
         one side effect of retrying, and the engine does it last.
 
         """
+        if stream_interrupted:
+            return Decision(StopReason.STREAM_INTERRUPTED)
         if redirect_loop:
             return Decision(StopReason.TOO_MANY_REDIRECTS)
         if deadline_reached:

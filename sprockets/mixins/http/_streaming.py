@@ -1,0 +1,163 @@
+"""The relay between tornado and a caller's ``streaming_callback``.
+
+Only the body of the attempt the call returns may reach the caller, and it
+should reach it as it arrives.  The relay stands in for the caller's
+callbacks on each attempt's ``HTTPRequest``: it reads the status and the
+headers as they come (through ``header_callback``, which both tornado
+clients call before the first chunk of a body), asks whether that
+response is final (the policy will not retry it), and then either hands
+each chunk on at once (*live*) or keeps it back (*withheld*) until the
+engine knows whether the attempt is the one returned.
+
+A callback that raises (at once, or in the awaitable it returns) ends the
+attempt: the relay keeps the first exception, closes the attempt's
+connection, and passes nothing more on.  Awaitables a callback returns
+run one after another, in order, on both clients (simple_httpclient
+awaits each one before it reads more, curl_httpclient cannot wait, so the
+relay's own chain keeps the order).
+
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import typing
+
+from tornado import httputil
+
+__all__ = ['IsFinal', 'Relay']
+
+#: Whether a response of this status and these headers is final: its body
+#: is the answer the caller gets (the policy will not retry it).
+IsFinal = typing.Callable[[int, httputil.HTTPHeaders], bool]
+
+Callback = typing.Callable[[bytes], typing.Any]
+
+
+class Relay:
+    """One attempt's stand-in for the caller's ``streaming_callback`` (and
+    ``header_callback``, which is still called with every line).
+
+    :param callback: the caller's ``streaming_callback``
+    :param header_callback: the caller's ``header_callback``, or
+        :data:`None`
+    :param is_final: asked once the headers of each response are in
+    :param abort: closes the attempt's connection (when the callback
+        raises)
+
+    """
+
+    __slots__ = ('_abort', '_callback', '_header_callback', '_headers',
+                 '_is_final', '_pending', '_status', 'error', 'live',
+                 'streamed', 'withheld')
+
+    def __init__(self, callback: Callback,
+                 header_callback: typing.Optional[
+                     typing.Callable[[str], typing.Any]],
+                 is_final: IsFinal,
+                 abort: typing.Callable[[], None]) -> None:
+        self._callback = callback
+        self._header_callback = header_callback
+        self._is_final = is_final
+        self._abort: typing.Optional[typing.Callable[[], None]] = abort
+        self._status: typing.Optional[int] = None
+        self._headers = httputil.HTTPHeaders()
+        self._pending: typing.Optional[asyncio.Future[None]] = None
+        #: chunks handed on at once: the response is final
+        self.live = False
+        #: the chunks kept back: of a response that will be retried, or
+        #: that came before its headers (curl_httpclient calls the
+        #: header_callback late for a short response)
+        self.withheld: typing.List[bytes] = []
+        #: bytes handed to the callback
+        self.streamed = 0
+        #: the first exception the callback raised
+        self.error: typing.Optional[Exception] = None
+
+    def header_line(self, line: str) -> None:
+        """tornado's ``header_callback``: the status line, each header line
+        and the empty line that ends them, for every response (1xx
+        included)."""
+        if self._header_callback is not None:
+            self._header_callback(line)
+        if line.startswith('HTTP/'):
+            # a response starts (a 1xx comes before the final one; each
+            # hop of a redirect is a fetch of its own)
+            fields = line.split(None, 2)
+            self._status = (int(fields[1]) if len(fields) > 1
+                            and fields[1].isdigit() else None)
+            self._headers = httputil.HTTPHeaders()
+        elif line.strip():
+            # a line tornado refuses: the client itself says what is wrong
+            with contextlib.suppress(httputil.HTTPInputError, ValueError):
+                self._headers.parse_line(line)
+        elif self._status is not None and self._status >= 200:
+            self.live = self._is_final(self._status, self._headers)
+            if self.live and self.withheld:
+                # curl_httpclient hands on the lines of a short response
+                # after its body: the body is the answer all the same
+                chunks, self.withheld = self.withheld, []
+                for chunk in chunks:
+                    self.chunk(chunk)
+
+    def chunk(self, chunk: bytes) -> typing.Optional[
+            asyncio.Future[None]]:
+        """tornado's ``streaming_callback``: hand `chunk` on or keep it
+        back; returns what simple_httpclient awaits before it reads more
+        (the callback's awaitable, in order after the ones before)."""
+        if self.error is not None:
+            return None
+        if not self.live:
+            self.withheld.append(chunk)
+            return None
+        self.streamed += len(chunk)
+        try:
+            delivered = self._callback(chunk)
+        except Exception as error:  # kept, never raised into tornado
+            self._fail(error)
+            return None
+        if not inspect.isawaitable(delivered):
+            return None
+        self._pending = asyncio.ensure_future(
+            self._after(self._pending, delivered))
+        return self._pending
+
+    async def _after(self, previous: typing.Optional[asyncio.Future[None]],
+                     delivered: typing.Awaitable[typing.Any]) -> None:
+        if previous is not None:
+            await previous  # never raises: _after keeps its error
+        try:
+            await delivered
+        except Exception as error:
+            self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+            if self._abort is not None:
+                self._abort()
+
+    async def finished(self) -> None:
+        """The attempt's request is done: wait for the awaitables still
+        running; from now on nothing closes the attempt's connection (a
+        pooled connection may serve another request already)."""
+        self._abort = None
+        if self._pending is not None:
+            await self._pending
+
+    def cancel(self) -> None:
+        """The attempt was cancelled: stop what the callback still runs."""
+        self._abort = None
+        if self._pending is not None:
+            self._pending.cancel()
+
+    async def deliver_withheld(self) -> typing.Optional[Exception]:
+        """Hand what was kept back to the callback, now that the attempt
+        is the one returned; return the exception the callback raised
+        (then or before), if any."""
+        chunks, self.withheld, self.live = self.withheld, [], True
+        for chunk in chunks:
+            self.chunk(chunk)
+        await self.finished()
+        return self.error
