@@ -40,9 +40,10 @@ Failure = _retry.Failure
 
 
 class Inflight:
-    """What one attempt opened, so that a cancelled caller can close it:
-    each transport records what it can close (a stream, a curl handle)
-    as an abort callback."""
+    """What the request in flight of one attempt opened, so that a
+    cancelled caller can close it: each transport records what it can
+    close (a queued request, a stream, a curl handle) as an abort
+    callback, which :func:`fetch` forgets once the request is answered."""
 
     __slots__ = ('aborts', 'cancelled', 'user_prepare')
 
@@ -64,8 +65,18 @@ class Inflight:
     def abort(self) -> None:
         """Close every connection this attempt opened."""
         self.cancelled = True
-        for close in self.aborts:
+        aborts, self.aborts = self.aborts, []
+        for close in aborts:
             close()
+
+    def forget(self) -> None:
+        """Forget the abort callbacks of the request just answered: what
+        it opened is closed or back in the client's pool, and the
+        callbacks refer to the request, its client and its stream, which
+        must not live on with the attempt (a transport may key the
+        attempt by its request, weakly: the callbacks would keep the key
+        alive for ever)."""
+        self.aborts.clear()
 
 
 class Transport:
@@ -285,17 +296,22 @@ async def fetch(client: httpclient.AsyncHTTPClient,
     transport = for_client(client)
     token = transport.track(client, request, inflight)
     try:
-        # ensure_future: a test may have patched fetch with a coroutine
-        future = asyncio.ensure_future(
-            client.fetch(request, raise_error=False))
+        try:
+            # ensure_future: a test may have patched fetch with a coroutine
+            future = asyncio.ensure_future(
+                client.fetch(request, raise_error=False))
+        finally:
+            transport.untrack(token)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            inflight.abort()
+            future.add_done_callback(_consume)
+            raise
     finally:
-        transport.untrack(token)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        inflight.abort()
-        future.add_done_callback(_consume)
-        raise
+        # answered, failed or aborted: nothing of this request is left to
+        # close (a redirect's next hop records its own)
+        inflight.forget()
 
 
 def _consume(future: asyncio.Future[typing.Any]) -> None:
