@@ -47,6 +47,12 @@ CASES: typing.List[typing.Tuple[str, BaseException, Failure]] = [
      Failure.CONNECT),
     ('curl certificate', CurlError(60, 'SSL certificate problem'),
      Failure.FATAL),
+    ('curl unknown scheme', CurlError(1, 'Protocol "ftp" not supported'),
+     Failure.FATAL),
+    ('curl HTTP/0.9 reply', CurlError(1, 'Received HTTP/0.9 when not '
+                                         'allowed'), Failure.CONNECTION),
+    ('curl bad version', CurlError(1, 'Unsupported HTTP/1 subversion in '
+                                      'response'), Failure.CONNECTION),
     ('curl bad URL', CurlError(3, 'URL using bad/illegal format'),
      Failure.FATAL),
     ('curl bad encoding', CurlError(61, 'Unrecognized content encoding'),

@@ -36,6 +36,12 @@ _NOT_SENT = frozenset({
 })
 _TIMEOUT = 28
 _CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
+_UNSUPPORTED_PROTOCOL = 1
+# UNSUPPORTED_PROTOCOL is also what libcurl says of a response it cannot
+# read ("Received HTTP/0.9 when not allowed", "Unsupported HTTP/1
+# subversion in response"): a broken response, as simple_httpclient sees
+# it, not a scheme libcurl lacks (the package sends http and https only)
+_BAD_RESPONSE = re.compile(r'HTTP/|response', re.IGNORECASE)
 
 #: The instances made for ``HTTP_MAX_CLIENTS``, per IOLoop.
 SIZED = _transports.PerLoop()
@@ -63,6 +69,9 @@ class CurlTransport(_transports.Transport):
                 and isinstance(errno, int)
                 and type(error).__name__ == 'CurlError'):
             return None
+        if errno == _UNSUPPORTED_PROTOCOL and _BAD_RESPONSE.search(
+                str(error.message)):
+            return Failure.CONNECTION
         if errno in _FATAL:
             return Failure.FATAL
         if errno in _NOT_SENT:
