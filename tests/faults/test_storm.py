@@ -61,38 +61,8 @@ def configured(implementation: str) -> typing.Iterator[str]:
 
 @pytest.fixture
 def cancellable(configured: str) -> str:
-    """`configured`, skipped on a curl that cannot name the socket of a
-    transfer in progress (as :class:`support.CancelTestCase` is)."""
-    if configured == support.CURL and not support._curl_names_its_socket():
-        pytest.skip('pycurl older than 7.45.8 cannot name the socket of a '
-                    'transfer in progress')
+    """`configured`, for a test that cancels calls (every client can)."""
     return configured
-
-
-#: What is wrong on curl when a GET in flight on a kept-alive connection
-#: is cancelled (see the tests that are marked with it).
-CURL_RESENDS_AFTER_CANCEL = (
-    'curl: cancelling a GET in flight on a reused keep-alive connection '
-    'shuts its socket down, and libcurl, seeing a reused connection die '
-    'before any response, silently sends the request again on a new '
-    'connection, after the call was cancelled (even with '
-    'max_attempts=1); that resend is in no record and holds a curl handle '
-    'and its sockets until the request timeout')
-
-
-def clients(*failing: typing.Tuple[str, str]) -> typing.List[typing.Any]:
-    """:func:`support.every_client`, with a strict xfail on each
-    implementation of `failing` ``(implementation, reason)`` pairs."""
-    reasons = dict(failing)
-    params = []
-    for param in support.every_client():
-        (implementation,) = param.values
-        marks = list(param.marks)
-        if implementation in reasons:
-            marks.append(pytest.mark.xfail(
-                strict=True, reason=reasons[implementation]))
-        params.append(pytest.param(implementation, marks=marks))
-    return params
 
 
 def close_client() -> None:
@@ -289,8 +259,7 @@ def test_cancel_while_in_flight(cancellable: str) -> None:
 
 
 @pytest.mark.skipif(not FDS.is_dir(), reason='needs /proc/self/fd')
-@pytest.mark.parametrize('implementation', clients(
-    (support.CURL, CURL_RESENDS_AFTER_CANCEL)))
+@pytest.mark.parametrize('implementation', support.every_client())
 def test_cancel_while_in_flight_on_a_kept_alive_connection(
         cancellable: str) -> None:
     """The same, when the call's request went on the kept-alive connection
@@ -356,8 +325,7 @@ ASLEEP = IN_FLIGHT = 50
 
 
 @pytest.mark.skipif(not FDS.is_dir(), reason='needs /proc/self/fd')
-@pytest.mark.parametrize('implementation', clients(
-    (support.CURL, CURL_RESENDS_AFTER_CANCEL)))
+@pytest.mark.parametrize('implementation', support.every_client())
 def test_cancelling_a_crowd(cancellable: str) -> None:
     """50 calls asleep before a retry and 50 held by the server or queued
     behind them (max_clients 10), all cancelled: each ends within a

@@ -2,9 +2,7 @@
 cancelled attempt, and sized instances kept per IOLoop."""
 from __future__ import annotations
 
-import os
 import re
-import socket
 import typing
 
 from tornado import httpclient
@@ -35,6 +33,7 @@ _NOT_SENT = frozenset({
     7,   # COULDNT_CONNECT
 })
 _TIMEOUT = 28
+_ABORTED_BY_CALLBACK = 42
 _CONNECT_TIMEOUT = re.compile(r'connect|resolv', re.IGNORECASE)
 _UNSUPPORTED_PROTOCOL = 1
 # UNSUPPORTED_PROTOCOL is also what libcurl says of a response it cannot
@@ -51,10 +50,9 @@ class CurlTransport(_transports.Transport):
     """``tornado.curl_httpclient.CurlAsyncHTTPClient``.
 
     Its failures are ``CurlError``\\ s carrying libcurl's error number.  A
-    cancelled attempt's socket is shut down through the curl handle, which
-    ``prepare_curl_callback`` captures (pycurl 7.45.8 and newer can say
-    which socket a transfer uses; with an older one the attempt ends at
-    its timeout); one still in the client's queue is taken out of it.  A
+    cancelled attempt's transfer is ended as tornado ends a failed one
+    (its handle removed from the multi, at any stage, connecting
+    included); one still in the client's queue is taken out of it.  A
     request that may not be sent twice goes on a fresh connection, which
     libcurl never resends on.  Its pool of handles cannot be resized, so
     an instance of each ``max_clients`` is kept per IOLoop.
@@ -85,10 +83,11 @@ class CurlTransport(_transports.Transport):
     def request_options(self, inflight: _transports.Inflight,
                         may_resend: bool = True
                         ) -> typing.Dict[str, typing.Any]:
+        if may_resend:
+            return {}  # the caller's own prepare_curl_callback, if any
+
         def prepare_curl(curl: typing.Any) -> None:
-            inflight.on_abort(lambda: _shutdown_socket(curl))
-            if not may_resend:
-                _no_resend(curl)
+            _no_resend(curl)
             if inflight.user_prepare is not None:
                 inflight.user_prepare(curl)
 
@@ -98,6 +97,7 @@ class CurlTransport(_transports.Transport):
               request: httpclient.HTTPRequest,
               inflight: _transports.Inflight) -> typing.Any:
         inflight.on_abort(lambda: _dequeue(client, request))
+        inflight.on_abort(lambda: _abandon(client, request))
         return None
 
     def sized(self, shared: httpclient.AsyncHTTPClient,
@@ -135,19 +135,26 @@ def _dequeue(client: typing.Any, request: httpclient.HTTPRequest) -> None:
         return
 
 
-def _shutdown_socket(handle: typing.Any) -> None:
-    try:
-        import pycurl  # only with curl_httpclient
-        # pycurl 7.45.8 and newer; LASTSOCKET is -1 while a transfer runs
-        fd = handle.getinfo(pycurl.ACTIVESOCKET)
-    except Exception:  # a closed handle, an old libcurl
+def _abandon(client: typing.Any, request: httpclient.HTTPRequest) -> None:
+    """End the transfer of `request` on `client`, if it is still running,
+    the way tornado ends a failed one: its handle is removed from the
+    multi (libcurl drops the transfer and closes its connection, and never
+    sends the request again), the request is answered (a 599 nobody
+    reads), the handle goes back to the free list and the queue moves on.
+
+    Shutting the socket down instead made libcurl, seeing a reused
+    kept-alive connection die before any response, send the request again
+    on a new connection, after the call was cancelled and in no record;
+    and a transfer still connecting had no socket to shut down.
+
+    """
+    for handle in getattr(client, '_curls', ()):
+        info = getattr(handle, 'info', None)
+        if not isinstance(info, dict):
+            continue  # a free handle
+        running = info.get('request')
+        if getattr(running, 'request', running) is not request:
+            continue  # another request's transfer: never touched
+        client._finish(handle, _ABORTED_BY_CALLBACK, 'Cancelled')
+        client._process_queue()
         return
-    if fd is None or fd < 0:
-        return
-    # shut the connection down through a duplicate of curl's descriptor:
-    # curl sees it end and cleans up; its own descriptor stays valid
-    try:
-        with socket.socket(fileno=os.dup(fd)) as duplicate:
-            duplicate.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
