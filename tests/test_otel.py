@@ -485,3 +485,25 @@ def test_import_without_opentelemetry(
     assert request.headers is headers
     assert dict(headers) == {'A': 'b'}
     module.redirected(302, 'http://h/next')  # does nothing, raises nothing
+
+
+def test_no_span_without_a_provider_or_a_trace(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the API but no tracer provider set, and no current trace, an
+    attempt creates no span at all (nothing would record or propagate);
+    within a trace it still propagates the context."""
+    monkeypatch.setattr(trace, '_TRACER_PROVIDER', None)
+    started = []
+    monkeypatch.setattr(_otel, '_tracer', lambda provider: started.append(
+        provider) or trace.NoOpTracer())
+    owner = mock.Mock(TRACER_PROVIDER=None)
+    request = httpclient.HTTPRequest('http://h/')
+    assert _otel.attempt_span(owner, 'GET', 'http://h/', 1,
+                              request) is _otel.NO_SPAN
+    assert started == []
+    parent = trace.NonRecordingSpan(trace.SpanContext(
+        trace_id=1, span_id=2, is_remote=True,
+        trace_flags=trace.TraceFlags(1)))
+    with trace.use_span(parent):
+        _otel.attempt_span(owner, 'GET', 'http://h/', 1, request)
+    assert started == [None]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import math
+import random
 import time
 import typing
 
@@ -683,3 +684,24 @@ def test_delay_reason_values(reason: DelayReason, value: str) -> None:
     """The delay reasons recorded on attempts are these strings."""
     assert reason == value
     assert str(reason) == value
+
+
+def test_replace_keeps_its_answers() -> None:
+    """The same changes to the same policy give the same copy (a call that
+    passes max_http_attempts asks for one every time); the key keeps the
+    random source, which equality leaves out, and each change's type."""
+    policy = RetryPolicy()
+    assert policy.replace(max_attempts=5) is policy.replace(max_attempts=5)
+    assert policy.replace(max_attempts=5) is not policy.replace(
+        max_attempts=4)
+    seeded = RetryPolicy(random=random.Random(7).random)
+    assert seeded == policy
+    assert seeded.replace(max_attempts=5).random is seeded.random
+    assert policy.replace(max_attempts=5).random is policy.random
+    with pytest.raises(TypeError):
+        policy.replace(max_attempts=True)  # not the cached 1
+    assert policy.replace(max_attempts=1).max_attempts == 1
+    with pytest.raises(TypeError):
+        policy.replace(max_attempts=True)
+    # an unhashable value is validated (and stored as a frozenset) as ever
+    assert policy.replace(retry_statuses=[500]).retry_statuses == {500}

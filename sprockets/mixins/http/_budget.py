@@ -27,7 +27,7 @@ _SWEEP_AT = 256
 class _Window:
     """A sum of integers over a sliding window, kept in slices."""
 
-    __slots__ = ('_count', '_per_second', '_slices')
+    __slots__ = ('_count', '_oldest', '_per_second', '_slices')
 
     def __init__(self, width: float, slices: int) -> None:
         self._count = slices
@@ -36,17 +36,26 @@ class _Window:
         self._per_second = slices / width
         # slice index -> amount
         self._slices: typing.Dict[int, int] = {}
+        # the oldest slice index kept: while the window has not moved past
+        # it, nothing can have expired (the scan is skipped)
+        self._oldest: typing.Optional[int] = None
 
     def _expire(self, now: float) -> int:
         index = math.floor(now * self._per_second)
         oldest = index - self._count + 1
+        kept = self._oldest
+        if kept is not None and kept >= oldest:
+            return index  # the window has not moved past any slice
         for key in [k for k in self._slices if k < oldest]:
             del self._slices[key]
+        self._oldest = min(self._slices, default=None)
         return index
 
     def add(self, now: float, amount: int) -> None:
         index = self._expire(now)
         self._slices[index] = self._slices.get(index, 0) + amount
+        if self._oldest is None or index < self._oldest:
+            self._oldest = index
 
     def total(self, now: float) -> int:
         self._expire(now)

@@ -68,6 +68,9 @@ def seconds(name: str, value: typing.Any, *, allow_none: bool = False,
         `infinite`
 
     """
+    if (type(value) is float or type(value) is int) and (
+            0 < value <= MAX_SECONDS or (value == 0 and not positive)):
+        return float(value)  # the common case, without the rest
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -103,6 +106,8 @@ def count(name: str, value: typing.Any, *, minimum: int = 1) -> int:
     :raises ValueError: for a number below `minimum`
 
     """
+    if type(value) is int and value >= minimum:
+        return value  # the common case
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f'{name} must be an int, got {value!r}')
     if value < minimum:
@@ -135,12 +140,22 @@ def header_name(name: typing.Any, *, what: str = 'header') -> str:
         control character)
 
     """
+    if type(name) is str and name in _TOKENS_SEEN:
+        return name
     if not isinstance(name, str):
         raise TypeError(f'{what} names must be str, got {name!r}')
     if not _TOKEN.fullmatch(name):
         raise ValueError(f'{what} name {name!r} is not a token: a field '
                          'name has no spaces, colons or control characters')
+    if len(_TOKENS_SEEN) < _TOKENS_KEPT:
+        _TOKENS_SEEN.add(str(name))
     return name
+
+
+# the field names found to be tokens: a service sends the same few again
+# and again (bounded: names made of data are checked every time)
+_TOKENS_SEEN: typing.Set[str] = set()
+_TOKENS_KEPT = 512
 
 
 def header_value(name: str, value: typing.Any, *,
@@ -159,6 +174,10 @@ def header_value(name: str, value: typing.Any, *,
         NUL …), or a character Latin-1 cannot encode
 
     """
+    if type(value) is str and value.isascii() and value.isprintable():
+        # printable ASCII: no control character to refuse, nothing Latin-1
+        # cannot encode (a tab is not printable: it takes the long way)
+        return value.strip(' ')
     if isinstance(value, str):
         text = value
     elif isinstance(value, (bytes, bytearray)):

@@ -258,20 +258,12 @@ class HTTPClientMixin:
         :returns: a new :class:`tornado.httputil.HTTPHeaders`
 
         """
-        headers = _request.copy_headers(request_headers)
-        if 'Accept' not in headers:
-            headers['Accept'] = _request.DEFAULT_ACCEPT
-        if 'Accept-Encoding' not in headers:
-            headers['Accept-Encoding'] = _request.DEFAULT_ACCEPT_ENCODING
-        if body is not None and 'Content-Type' not in headers:
-            headers['Content-Type'] = str(content_type)
-        if 'Correlation-Id' not in headers:
-            correlation_id = self._http_req_correlation_id()
-            if correlation_id:
-                headers['Correlation-Id'] = correlation_id
-        if 'User-Agent' not in headers:
-            headers['User-Agent'] = self._http_req_user_agent()
-        return headers
+        return _request.add_default_headers(
+            self, _request.copy_headers(request_headers), content_type, body)
+
+    # build_call adds the defaults itself (copying the caller's headers
+    # once) while this is the hook in effect
+    setattr(_http_req_apply_default_headers, _request.DEFAULTS_ONLY, True)
 
     def _http_req_correlation_id(self) -> typing.Optional[str]:
         """Return ``self.correlation_id`` when truthy, else the

@@ -208,7 +208,10 @@ def attempt_span(owner: typing.Any, method: str, url: str, attempt: int,
     """
     if not ENABLED:
         return NO_SPAN
-    tracer = _tracer(owner.TRACER_PROVIDER)
+    provider = owner.TRACER_PROVIDER
+    if provider is None and _nothing_to_trace():
+        return NO_SPAN  # not even a span object to throw away
+    tracer = _tracer(provider)
     full, host, port = _target(url)
     known = method in KNOWN_METHODS
     attributes: typing.Dict[str, typing.Any] = {
@@ -289,6 +292,15 @@ def _target(url: str) -> typing.Tuple[str, str, int]:
         return url, host, port
     return urllib.parse.urlunsplit(
         parts._replace(netloc=netloc, query=query)), host, port
+
+
+def _nothing_to_trace() -> bool:
+    """Whether a span would record nothing and propagate nothing: no
+    tracer provider is set (the API without an SDK), and no trace is
+    current."""
+    return (isinstance(trace.get_tracer_provider(),
+                       (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+            and not trace.get_current_span().get_span_context().is_valid)
 
 
 def _tracer(provider: typing.Any) -> typing.Any:

@@ -23,7 +23,8 @@ from sprockets.mixins.http._content import (
 )
 from sprockets.mixins.http._retry import RetryPolicy
 
-__all__ = ['Builder', 'build_call', 'copy_headers', 'default_policy']
+__all__ = ['Builder', 'add_default_headers', 'build_call', 'copy_headers',
+           'default_policy']
 
 #: The default ``Accept``: the content types the package decodes.
 DEFAULT_ACCEPT = ', '.join(str(value) for value in AVAILABLE_CONTENT_TYPES)
@@ -60,6 +61,44 @@ class Builder(typing.Protocol):
             self, body: typing.Any,
             content_type: typing.Optional[str]) -> typing.Union[bytes, str]:
         ...  # pragma: no cover
+
+    def _http_req_correlation_id(self) -> typing.Optional[str]:
+        ...  # pragma: no cover
+
+    def _http_req_user_agent(self) -> str:
+        ...  # pragma: no cover
+
+
+#: Set on the package's own ``_http_req_apply_default_headers``: it adds
+#: only what :func:`add_default_headers` adds, checked.
+DEFAULTS_ONLY = 'sprockets_defaults_only'
+
+
+def add_default_headers(owner: Builder, headers: httputil.HTTPHeaders,
+                        content_type: typing.Any,
+                        body: typing.Any) -> httputil.HTTPHeaders:
+    """Add to `headers` (the call's own copy) what
+    :meth:`~sprockets.mixins.http.HTTPClientMixin._http_req_apply_default_headers`
+    documents, each value checked as a request header is, and return it:
+    ``Accept``, ``Accept-Encoding``, ``Content-Type`` with a `body`,
+    ``Correlation-Id`` and ``User-Agent``, unless `headers` has them."""
+    if 'Accept' not in headers:
+        headers['Accept'] = DEFAULT_ACCEPT
+    if 'Accept-Encoding' not in headers:
+        headers['Accept-Encoding'] = DEFAULT_ACCEPT_ENCODING
+    if body is not None and 'Content-Type' not in headers:
+        headers['Content-Type'] = _checks.header_value(
+            'Content-Type', str(content_type), what='content_type')
+    if 'Correlation-Id' not in headers:
+        correlation_id = owner._http_req_correlation_id()
+        if correlation_id:
+            headers['Correlation-Id'] = _checks.header_value(
+                'Correlation-Id', correlation_id, what='correlation_id')
+    if 'User-Agent' not in headers:
+        headers['User-Agent'] = _checks.header_value(
+            'User-Agent', owner._http_req_user_agent(),
+            what='the User-Agent _http_req_user_agent returned')
+    return headers
 
 
 def build_call(
@@ -102,8 +141,15 @@ def build_call(
     policy = owner._http_req_retry_policy(
         retry_policy, max_http_attempts, retry_timeout, dont_retry, deadline)
     content_type = _content_type(content_type, body)
-    headers = copy_headers(owner._http_req_apply_default_headers(
-        copy_headers(request_headers), content_type, body))
+    hook = owner._http_req_apply_default_headers
+    if getattr(hook, DEFAULTS_ONLY, False):
+        # the package's own hook: what it adds is checked as it is added,
+        # so the caller's headers are copied (and checked) once
+        headers = add_default_headers(owner, copy_headers(request_headers),
+                                      content_type, body)
+    else:
+        headers = copy_headers(hook(copy_headers(request_headers),
+                                    content_type, body))
     if user_agent is not None:
         headers['User-Agent'] = _checks.header_value(
             'User-Agent', user_agent, what='user_agent')

@@ -125,6 +125,11 @@ class _Default:
 _DEFAULT = _Default()
 
 
+# RetryPolicy.replace's answers (bounded: forgotten all at once when full)
+_REPLACED: typing.Dict[typing.Hashable, RetryPolicy] = {}
+_REPLACED_KEPT = 256
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class RetryPolicy:
     """Every decision about sending a request again, as a frozen value.
@@ -251,8 +256,28 @@ class RetryPolicy:
         return f'{type(self).__name__}({fields})'
 
     def replace(self, **changes: typing.Any) -> RetryPolicy:
-        """Return a copy with `changes` applied (validated again)."""
-        return dataclasses.replace(self, **changes)
+        """Return a copy with `changes` applied (validated again).
+
+        The same changes to the same policy give the same copy: the
+        answers are kept (a call that passes ``max_http_attempts`` asks
+        for one on every call), keyed by the policy, its random source
+        (which equality leaves out) and each change's type and value, so
+        that ``True`` is never taken for ``1``.
+
+        """
+        try:
+            key = (self, self.random, tuple(
+                (name, type(value), value)
+                for name, value in sorted(changes.items())))
+            replaced = _REPLACED.get(key)
+        except TypeError:  # an unhashable value: validated as it is
+            return dataclasses.replace(self, **changes)
+        if replaced is None:
+            replaced = dataclasses.replace(self, **changes)
+            if len(_REPLACED) >= _REPLACED_KEPT:
+                _REPLACED.clear()
+            _REPLACED[key] = replaced
+        return replaced
 
     @property
     def retry_budget(self) -> typing.Optional[RetryBudget]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import ssl
 import typing
@@ -141,6 +142,7 @@ def register(transport: Transport) -> Transport:
     """Register `transport` for its :attr:`~Transport.class_names`."""
     for name in transport.class_names:
         _REGISTRY[name] = transport
+    _BY_CLASS.clear()
     if transport not in _ORDER:
         _ORDER.append(transport)
     return transport
@@ -149,11 +151,22 @@ def register(transport: Transport) -> Transport:
 def for_client(client: typing.Any) -> Transport:
     """The transport of `client`'s class (or of a class it derives from),
     the generic one for an implementation nobody registered."""
-    for cls in type(client).__mro__:
-        transport = _REGISTRY.get(f'{cls.__module__}.{cls.__qualname__}')
-        if transport is not None:
-            return transport
-    return _GENERIC
+    kind = type(client)
+    transport = _BY_CLASS.get(kind)
+    if transport is None:
+        transport = _GENERIC
+        for cls in kind.__mro__:
+            known = _REGISTRY.get(f'{cls.__module__}.{cls.__qualname__}')
+            if known is not None:
+                transport = known
+                break
+        _BY_CLASS[kind] = transport
+    return transport
+
+
+# for_client's answers, by class (cleared when a transport registers)
+_BY_CLASS: weakref.WeakKeyDictionary[type, Transport] = (
+    weakref.WeakKeyDictionary())
 
 
 def classify(error: BaseException) -> Failure:
@@ -201,8 +214,22 @@ def _generic_failure(error: BaseException) -> Failure:
 
 
 def max_clients_from_environment() -> typing.Optional[int]:
-    """Return ``HTTP_MAX_CLIENTS`` as an int, or :data:`None`."""
-    value = os.environ.get('HTTP_MAX_CLIENTS', '').strip()
+    """Return ``HTTP_MAX_CLIENTS`` as an int, or :data:`None`; read on
+    every call (it may change), parsed once per value."""
+    raw = os.environ.get('HTTP_MAX_CLIENTS')
+    if raw == _PARSED[0]:
+        return typing.cast(typing.Optional[int], _PARSED[1])
+    count = _max_clients(raw)
+    _PARSED[:] = [raw, count]  # only once the value is valid
+    return count
+
+
+# the last HTTP_MAX_CLIENTS value seen, and what it means
+_PARSED: typing.List[typing.Any] = [None, None]
+
+
+def _max_clients(raw: typing.Optional[str]) -> typing.Optional[int]:
+    value = (raw or '').strip()
     if not value:
         return None
     try:
@@ -287,8 +314,10 @@ async def fetch(client: httpclient.AsyncHTTPClient,
     Tornado's ``AsyncHTTPClient`` cannot abort a request: cancelling the
     future it returns leaves the connection open until the request
     timeout (and curl_httpclient logs "Exception after Future was
-    cancelled").  So tornado's future is shielded and, when the caller is
-    cancelled, what the attempt opened is closed through its transport.
+    cancelled").  So the caller awaits a relay of tornado's future (what
+    ``asyncio.shield`` does, with one future and one callback) and, when
+    the caller is cancelled, what the attempt opened is closed through its
+    transport.
     ``fetch`` is looked up on the client when it runs (2.x test suites
     patch ``AsyncHTTPClient.fetch``).
 
@@ -302,11 +331,15 @@ async def fetch(client: httpclient.AsyncHTTPClient,
                 client.fetch(request, raise_error=False))
         finally:
             transport.untrack(token)
+        # the caller awaits a relay of tornado's future, never the future
+        # itself: cancelling the caller must not cancel tornado's future
+        relay: asyncio.Future[httpclient.HTTPResponse] = (
+            future.get_loop().create_future())
+        future.add_done_callback(functools.partial(_relay, relay))
         try:
-            return await asyncio.shield(future)
+            return await relay
         except asyncio.CancelledError:
             inflight.abort()
-            future.add_done_callback(_consume)
             raise
     finally:
         # answered, failed or aborted: nothing of this request is left to
@@ -314,11 +347,20 @@ async def fetch(client: httpclient.AsyncHTTPClient,
         inflight.forget()
 
 
-def _consume(future: asyncio.Future[typing.Any]) -> None:
-    """Retrieve the outcome nobody awaits any more, so asyncio does not
-    log it as never retrieved."""
-    if not future.cancelled():
+def _relay(relay: asyncio.Future[typing.Any],
+           future: asyncio.Future[typing.Any]) -> None:
+    """Pass tornado's `future`'s outcome to the `relay` the caller awaits;
+    once the caller is gone (the relay cancelled), retrieve the outcome
+    nobody awaits any more, so asyncio does not log it as never
+    retrieved."""
+    if future.cancelled():
+        relay.cancel()
+    elif relay.done():
         future.exception()
+    elif future.exception() is not None:
+        relay.set_exception(typing.cast(BaseException, future.exception()))
+    else:
+        relay.set_result(future.result())
 
 
 # the implementations tornado ships; imported last, as they subclass
