@@ -309,7 +309,8 @@ def inflate(result: httpclient.HTTPResponse,
         missing), which is then left as it arrived
 
     """
-    encoding = result.headers.get('Content-Encoding')
+    encodings = result.headers.get_list('Content-Encoding')
+    encoding = ','.join(encodings) if encodings else None
     if (not encoding or encoding.strip().lower() == 'identity'
             or result.buffer is None):
         return None
@@ -351,9 +352,10 @@ def retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:
 def retry_after_of(headers: httputil.HTTPHeaders
                    ) -> typing.Optional[float]:
     """``Retry-After`` in `headers`, in seconds, or :data:`None`."""
-    value = headers.get('Retry-After')
-    if value is None:
+    values = headers.get_list('Retry-After')  # no KeyError when absent
+    if not values:
         return None
+    value = ','.join(values)
     seconds = _retry.parse_retry_after(value, time.time())
     if seconds is None:
         LOGGER.debug('Ignoring an unparseable Retry-After: %r', value)

@@ -76,16 +76,16 @@ class LogObserver(Observer):
     def attempt_ended(self, record: _response.AttemptRecord,
                       stop_reason: typing.Optional[_retry.StopReason],
                       decision: _retry.Decision) -> None:
-        method, url = self.call.method, _urls.redact_url(self.url)
         if stop_reason is None:
             LOGGER.warning('%s %s attempt %i/%i: %s, retrying in %.3f s (%s)',
-                           method, url, record.number,
-                           self.call.policy.max_attempts, record.outcome,
-                           decision.delay, decision.delay_reason)
+                           self.call.method, _urls.redact_url(self.url),
+                           record.number, self.call.policy.max_attempts,
+                           record.outcome, decision.delay,
+                           decision.delay_reason)
         elif record.status is None or stop_reason not in _ANSWERED:
             LOGGER.warning('%s %s failed after %i attempt(s): %s (%s)',
-                           method, url, record.number, record.outcome,
-                           stop_reason)
+                           self.call.method, _urls.redact_url(self.url),
+                           record.number, record.outcome, stop_reason)
 
 
 class SpanObserver(Observer):
@@ -170,8 +170,17 @@ def observers_for(owner: _call.Owner, call: _call.Call,
     """The observers of one call, in the order they are told: the span
     (so that it ends with the outcome even if a hook raises), the log
     lines, the metrics hooks."""
+    if (getattr(owner._http_req_on_attempt, NO_OP, False)
+            and getattr(owner._http_req_on_complete, NO_OP, False)):
+        # the package's own hooks, which do nothing: nobody to tell
+        return Observers(SpanObserver(owner, call), LogObserver(call))
     return Observers(SpanObserver(owner, call), LogObserver(call),
                      HooksObserver(owner, response))
+
+
+#: Set on the package's own metrics hooks, which do nothing: the engine
+#: does not call them.
+NO_OP = 'sprockets_no_op'
 
 
 def _call_hook(hook: typing.Callable[..., None], *args: typing.Any) -> None:
