@@ -88,7 +88,7 @@ class Attempt:
             self.relay = _streaming.Relay(
                 stream, options.get('header_callback'),
                 self._body_is_answer(is_final or _always_final),
-                self.inflight.abort)
+                self.inflight.abort, self._cancelled)
             options['streaming_callback'] = self.relay.chunk
             options['header_callback'] = self.relay.header_line
         connect_timeout, request_timeout = timeouts
@@ -137,7 +137,7 @@ class Attempt:
                 # patched fetch may return one): no response arrived
                 error = result.error
         if relay is not None:
-            await relay.finished()
+            await relay.finished(self._callback_limit())
             record.streamed = relay.streamed
             if relay.error is not None:
                 return self._callback_failed(response, record, relay.error)
@@ -233,24 +233,31 @@ class Attempt:
         self.method_changed |= following.method != request.method
         return following, headers
 
+    def _cancelled(self) -> bool:
+        """Whether the caller cancelled this attempt (a callback that
+        raised aborts it too, but the relay knows that already)."""
+        relay = self.relay
+        return self.inflight.cancelled and (relay is None
+                                            or relay.error is None)
+
     def _body_is_answer(self, is_final: _streaming.IsFinal
                         ) -> _streaming.IsFinal:
         """`is_final`, but a redirect this attempt follows is never the
         answer (nor one past ``max_redirects``: its body is kept back,
         and handed on only when the call returns it)."""
 
-        def body_is_answer(status: int,
-                           headers: httputil.HTTPHeaders) -> bool:
+        def body_is_answer(status: int, headers: httputil.HTTPHeaders
+                           ) -> typing.Optional[str]:
             if (self.follow and status in _redirects.REDIRECTS
                     and 'Location' in headers):
-                return False
+                return None
             return is_final(status, headers)
 
         return body_is_answer
 
     def _callback_failed(self, response: _response.HTTPResponse,
                          record: _response.AttemptRecord,
-                         error: Exception) -> Outcome:
+                         error: BaseException) -> Outcome:
         """The caller's streaming_callback raised: the attempt ends with
         its exception, and the call with it (never retried, whatever
         ``max_http_attempts``)."""
@@ -261,17 +268,27 @@ class Attempt:
         response.record_exception(record, error)
         return Outcome(failure=_retry.Failure.FATAL, stream_interrupted=True)
 
-    async def deliver_withheld(self) -> typing.Optional[Exception]:
+    async def deliver_withheld(self) -> typing.Optional[BaseException]:
         """Hand the body kept back to the caller's streaming_callback, now
         that the attempt is the one returned; return the exception the
         callback raised, if any."""
         if self.relay is None:
             return None
-        return await self.relay.deliver_withheld()
+        return await self.relay.deliver_withheld(self._callback_limit())
+
+    def _callback_limit(self) -> typing.Optional[float]:
+        """How long the caller's coroutine callbacks may still run once
+        the body is in: the time left before the deadline, else the
+        request timeout (:data:`None`: no limit)."""
+        left = self.time_left()
+        if left is not None:
+            return max(left, 0.0)
+        return self.request.request_timeout or None
 
 
-def _always_final(status: int, headers: httputil.HTTPHeaders) -> bool:
-    return True
+def _always_final(status: int, headers: httputil.HTTPHeaders
+                  ) -> typing.Optional[str]:
+    return 'final'
 
 
 def within(timeout: typing.Optional[float], left: float) -> float:

@@ -80,6 +80,13 @@ async def run(owner: _call.Owner, call: _call.Call,
             request_timeout=call.request_timeout or None,
             elapsed=ended - started, deadline=deadline,
             previous_delay=previous_delay, **outcome._asdict())
+        relay = sender.relay
+        if (relay is not None and relay.live and decision.retry
+                and outcome.status is not None):
+            # the body went out to the caller as it came: the decision made
+            # at its headers stands (a second one draws its own backoff and
+            # reads the clock again)
+            decision = _retry.Decision(_retry.StopReason(relay.final))
         stop = decision.stop_reason or _refusal(gates, key, ended)
         if stop is None:
             record.delay = previous_delay = decision.delay
@@ -87,6 +94,7 @@ async def run(owner: _call.Owner, call: _call.Call,
         elif outcome.status is not None:
             # the body kept back while a retry was possible is the answer
             error = await sender.deliver_withheld()
+            record.streamed = relay.streamed if relay is not None else 0
             if error is not None:
                 response.record_exception(record, error)
                 stop = _retry.StopReason.STREAM_INTERRUPTED
@@ -130,13 +138,14 @@ def _final_status(policy: _retry.RetryPolicy, call: _call.Call,
     (passing one is a side effect): a retry a gate refuses later has its
     body handed on when the attempt ends."""
 
-    def is_final(status: int, headers: httputil.HTTPHeaders) -> bool:
-        return not policy.decide(
+    def is_final(status: int, headers: httputil.HTTPHeaders
+                 ) -> typing.Optional[str]:
+        return policy.decide(
             attempt=attempt, method=call.method, idempotent=idempotent,
             status=status, retry_after=_attempt.retry_after_of(headers),
             request_timeout=call.request_timeout or None,
             elapsed=clock() - started, deadline=deadline,
-            previous_delay=previous_delay).retry
+            previous_delay=previous_delay).stop_reason
 
     return is_final
 

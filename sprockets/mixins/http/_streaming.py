@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import typing
 
@@ -28,9 +29,10 @@ from tornado import httputil
 
 __all__ = ['IsFinal', 'Relay']
 
-#: Whether a response of this status and these headers is final: its body
-#: is the answer the caller gets (the policy will not retry it).
-IsFinal = typing.Callable[[int, httputil.HTTPHeaders], bool]
+#: Why a response of this status and these headers is final (its body is
+#: the answer the caller gets: the policy will not retry it), or
+#: :data:`None` when it would be retried.
+IsFinal = typing.Callable[[int, httputil.HTTPHeaders], typing.Optional[str]]
 
 Callback = typing.Callable[[bytes], typing.Any]
 
@@ -45,27 +47,37 @@ class Relay:
     :param is_final: asked once the headers of each response are in
     :param abort: closes the attempt's connection (when the callback
         raises)
+    :param gone: whether the attempt was cancelled (its chunks are then
+        dropped)
 
     """
 
-    __slots__ = ('_abort', '_callback', '_header_callback', '_headers',
-                 '_is_final', '_pending', '_status', 'error', 'live',
-                 'streamed', 'withheld')
+    __slots__ = ('_abort', '_callback', '_cancelled', '_gone',
+                 '_header_callback', '_headers', '_is_final', '_pending',
+                 '_status', 'error', 'final', 'live', 'streamed',
+                 'withheld')
 
     def __init__(self, callback: Callback,
                  header_callback: typing.Optional[
                      typing.Callable[[str], typing.Any]],
                  is_final: IsFinal,
-                 abort: typing.Callable[[], None]) -> None:
+                 abort: typing.Callable[[], None],
+                 gone: typing.Optional[typing.Callable[[], bool]] = None
+                 ) -> None:
         self._callback = callback
         self._header_callback = header_callback
         self._is_final = is_final
         self._abort: typing.Optional[typing.Callable[[], None]] = abort
+        self._gone = gone
         self._status: typing.Optional[int] = None
         self._headers = httputil.HTTPHeaders()
         self._pending: typing.Optional[asyncio.Future[None]] = None
+        self._cancelled = False
         #: chunks handed on at once: the response is final
         self.live = False
+        #: why the response is final, as the policy said when its headers
+        #: came: the decision that stands once its body went out live
+        self.final: typing.Optional[str] = None
         #: the chunks kept back: of a response that will be retried, or
         #: that came before its headers (curl_httpclient calls the
         #: header_callback late for a short response)
@@ -73,14 +85,20 @@ class Relay:
         #: bytes handed to the callback
         self.streamed = 0
         #: the first exception the callback raised
-        self.error: typing.Optional[Exception] = None
+        self.error: typing.Optional[BaseException] = None
 
     def header_line(self, line: str) -> None:
         """tornado's ``header_callback``: the status line, each header line
         and the empty line that ends them, for every response (1xx
         included)."""
+        if self.error is not None:
+            return
         if self._header_callback is not None:
-            self._header_callback(line)
+            try:
+                self._header_callback(line)
+            except Exception as error:  # the caller's: ends the call
+                self._fail(error)
+                return
         if line.startswith('HTTP/'):
             # a response starts (a 1xx comes before the final one; each
             # hop of a redirect is a fetch of its own)
@@ -93,7 +111,8 @@ class Relay:
             with contextlib.suppress(httputil.HTTPInputError, ValueError):
                 self._headers.parse_line(line)
         elif self._status is not None and self._status >= 200:
-            self.live = self._is_final(self._status, self._headers)
+            self.final = self._is_final(self._status, self._headers)
+            self.live = self.final is not None
             if self.live and self.withheld:
                 # curl_httpclient hands on the lines of a short response
                 # after its body: the body is the answer all the same
@@ -106,7 +125,12 @@ class Relay:
         """tornado's ``streaming_callback``: hand `chunk` on or keep it
         back; returns what simple_httpclient awaits before it reads more
         (the callback's awaitable, in order after the ones before)."""
-        if self.error is not None:
+        if self.error is not None or self._cancelled:
+            return None
+        if self._gone is not None and self._gone():
+            # the attempt was cancelled: curl_httpclient flushes what it
+            # buffered as its transfer is ended, nobody reads it now
+            self.cancel()
             return None
         if not self.live:
             self.withheld.append(chunk)
@@ -119,45 +143,82 @@ class Relay:
             return None
         if not inspect.isawaitable(delivered):
             return None
-        self._pending = asyncio.ensure_future(
+        pending = self._pending = asyncio.ensure_future(
             self._after(self._pending, delivered))
-        return self._pending
+        # what simple_httpclient awaits: resolved when this chunk is done
+        # (or dropped), so that cancelling the chain never throws into
+        # tornado's reading of the response
+        waiter: asyncio.Future[None] = pending.get_loop().create_future()
+        pending.add_done_callback(functools.partial(_resolve, waiter))
+        return waiter
 
     async def _after(self, previous: typing.Optional[asyncio.Future[None]],
                      delivered: typing.Awaitable[typing.Any]) -> None:
-        if previous is not None:
-            await previous  # never raises: _after keeps its error
+        try:
+            if previous is not None:
+                await previous  # never raises but for a cancel
+        except asyncio.CancelledError:
+            _close(delivered)  # never started: no "never awaited"
+            raise
         try:
             await delivered
+        except asyncio.CancelledError as error:
+            if self._cancelled:
+                raise  # the relay's own cancel
+            self._fail(error)  # the callback's own: it failed
         except Exception as error:
             self._fail(error)
 
-    def _fail(self, error: Exception) -> None:
+    def _fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
             if self._abort is not None:
                 self._abort()
 
-    async def finished(self) -> None:
+    async def finished(self, limit: typing.Optional[float] = None) -> None:
         """The attempt's request is done: wait for the awaitables still
-        running; from now on nothing closes the attempt's connection (a
-        pooled connection may serve another request already)."""
+        running, at most `limit` seconds (a callback that takes longer
+        fails with :exc:`TimeoutError` and is cancelled); from now on
+        nothing closes the attempt's connection (a pooled connection may
+        serve another request already)."""
         self._abort = None
-        if self._pending is not None:
-            await self._pending
+        pending = self._pending
+        if pending is None or pending.done():
+            return
+        done, _ = await asyncio.wait([pending], timeout=limit)
+        if not done:
+            self.cancel()
+            self._fail(TimeoutError(
+                f'the streaming_callback took longer than {limit:.3f} s, '
+                'the time the call had left'))
 
     def cancel(self) -> None:
-        """The attempt was cancelled: stop what the callback still runs."""
+        """The attempt was cancelled: stop what the callback still runs
+        (the coroutines not started yet are closed)."""
         self._abort = None
+        self._cancelled = True
         if self._pending is not None:
             self._pending.cancel()
 
-    async def deliver_withheld(self) -> typing.Optional[Exception]:
+
+    async def deliver_withheld(self, limit: typing.Optional[float] = None
+                               ) -> typing.Optional[BaseException]:
         """Hand what was kept back to the callback, now that the attempt
-        is the one returned; return the exception the callback raised
-        (then or before), if any."""
+        is the one returned, waiting at most `limit` seconds for it; return
+        the exception the callback raised (then or before), if any."""
         chunks, self.withheld, self.live = self.withheld, [], True
         for chunk in chunks:
             self.chunk(chunk)
-        await self.finished()
+        await self.finished(limit)
         return self.error
+
+
+def _close(awaitable: typing.Awaitable[typing.Any]) -> None:
+    close = getattr(awaitable, 'close', None)  # a coroutine's
+    if callable(close):
+        close()
+
+
+def _resolve(waiter: asyncio.Future[None], _: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

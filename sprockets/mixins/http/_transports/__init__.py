@@ -64,11 +64,14 @@ class Inflight:
             self.aborts.append(close)
 
     def abort(self) -> None:
-        """Close every connection this attempt opened."""
+        """Close every connection this attempt opened: each callback is
+        called, whatever the ones before it raised (a plain stream that
+        became a TLS one refuses to close, the TLS one must still be)."""
         self.cancelled = True
         aborts, self.aborts = self.aborts, []
         for close in aborts:
-            close()
+            with contextlib.suppress(Exception):
+                close()
 
     def forget(self) -> None:
         """Forget the abort callbacks of the request just answered: what

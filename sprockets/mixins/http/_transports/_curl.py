@@ -148,10 +148,13 @@ def _abandon(client: typing.Any, request: httpclient.HTTPRequest) -> None:
     and a transfer still connecting had no socket to shut down.
 
     """
+    free = getattr(client, '_free_list', ())
     for handle in getattr(client, '_curls', ()):
         info = getattr(handle, 'info', None)
-        if not isinstance(info, dict):
-            continue  # a free handle
+        if not isinstance(info, dict) or handle in free:
+            # a free handle (tornado leaves the info of one whose setup
+            # failed: it is back on the free list, in no transfer)
+            continue
         running = info.get('request')
         if getattr(running, 'request', running) is not request:
             continue  # another request's transfer: never touched
