@@ -18,7 +18,7 @@ LAYERS: typing.Dict[str, float] = {
     '_version': 0, '_checks': 0, '_urls': 0, '_codings': 0, '_reasons': 0,
     '_content': 1, '_budget': 1,
     '_retry': 1.5,
-    '_response': 2,
+    '_response': 2, '_tls': 2,
     '_transports': 3, '_redirects': 3, '_call': 3, '_otel': 3,
     '_streaming': 3,
     '_observe': 4,

@@ -15,7 +15,7 @@ import weakref
 
 from tornado import httpclient, iostream, simple_httpclient, tcpclient
 
-from sprockets.mixins.http import _transports
+from sprockets.mixins.http import _tls, _transports
 from sprockets.mixins.http._transports import _eyeballs
 
 __all__ = ['SimpleTransport']
@@ -81,6 +81,17 @@ class SimpleTransport(_transports.Transport):
     def track(self, client: httpclient.AsyncHTTPClient,
               request: httpclient.HTTPRequest,
               inflight: _transports.Inflight) -> typing.Any:
+        if request.ssl_options is None:
+            # one SSLContext per TLS configuration, not one per request:
+            # tornado makes a new one, loading the system CA store, for
+            # any configuration but the default (about 18 ms of CPU).
+            # None leaves the request to tornado: plain http, the default
+            # configuration, an ssl_options of the client's defaults, a
+            # file that cannot be read.  A caller's ssl_options wins.
+            context = _tls.ssl_options(request.url, vars(request),
+                                       getattr(client, 'defaults', None))
+            if context is not None:
+                request.ssl_options = context
         tcp_client = getattr(client, 'tcp_client', None)
         if tcp_client is not None and not isinstance(tcp_client,
                                                      _TrackingTCPClient):
