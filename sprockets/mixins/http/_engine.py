@@ -36,7 +36,7 @@ async def run(owner: _call.Owner, call: _call.Call,
               client: typing.Optional[httpclient.AsyncHTTPClient] = None
               ) -> _response.HTTPResponse:
     """Send `call` until the policy says stop, recording into `response`."""
-    policy, clock = call.policy, owner._http_req_clock
+    policy, clock = call.policy, _call.clock_of(owner)
     started = clock()
     key = _urls.upstream(call.url)
     gates = _gates(owner, policy)

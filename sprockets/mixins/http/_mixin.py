@@ -191,7 +191,7 @@ class HTTPClientMixin:
         <sprockets.mixins.http.Client.request>`; returns the engine's
         coroutine (one coroutine layer fewer per call)."""
         response = HTTPResponse(self.simplify_error_response,
-                                clock=self._http_req_clock)
+                                clock=_call.clock_of(self))
         return _engine.run(self, call, response, client)
 
     def _http_req_retry_policy(
@@ -393,6 +393,9 @@ class HTTPClientMixin:
 
         """
         return time.monotonic()
+
+    # while this is the clock, the engine reads time.monotonic itself
+    setattr(_http_req_clock, _call.MONOTONIC, True)
 
     def _http_req_on_attempt(self, response: HTTPResponse,
                              record: AttemptRecord) -> None:
