@@ -38,6 +38,9 @@ nitpick_ignore = [
     ('py:class', 'enum.Enum'),
     ('py:mod', 'sprockets.mixins.mediatype'),
     ('py:class', 'ietfparse.datastructures.ContentType'),
+    # the return type of tornado's AsyncHTTPClient.__new__, which
+    # autodoc shows for AiohttpAsyncHTTPClient, unqualified
+    ('py:class', 'AsyncHTTPClient'),
 ]
 nitpick_ignore_regex = [
     ('py:class', r'tornado\.[a-z_]+\.[A-Za-z]+'),

@@ -16,6 +16,7 @@ from sprockets.mixins.http import testing as testing_kit
 
 SIMPLE = 'tornado.simple_httpclient.SimpleAsyncHTTPClient'
 CURL = 'tornado.curl_httpclient.CurlAsyncHTTPClient'
+AIOHTTP = 'sprockets.mixins.http.aiohttp_client.AiohttpAsyncHTTPClient'
 
 #: Every AsyncHTTPClient implementation the integration tests run on, by
 #: the suffix of its test classes (``TestMixinSimple``, ``TestMixinCurl``):
@@ -23,6 +24,7 @@ CURL = 'tornado.curl_httpclient.CurlAsyncHTTPClient'
 IMPLEMENTATIONS: typing.Dict[str, str] = {
     'Simple': SIMPLE,
     'Curl': CURL,
+    'Aiohttp': AIOHTTP,
 }
 
 #: ``times=`` for a FakeUpstream reply that stands for "always": more

@@ -408,10 +408,21 @@ def timeline(output: str) -> Timeline:
     raise AssertionError(f'no stop line in\n{output}')
 
 
-@pytest.fixture(params=['simple', 'curl'])
+@pytest.fixture(params=['simple', 'curl', 'aiohttp'])
 def client_args(request: pytest.FixtureRequest) -> typing.List[str]:
     """The command's arguments that pick each AsyncHTTPClient."""
-    return ['--curl'] if request.param == 'curl' else []
+    return [] if request.param == 'simple' else [f'--{request.param}']
+
+
+def client_key(client_args: typing.List[str]) -> str:
+    """The name of the client `client_args` pick, for paths of its own."""
+    return client_args[0].lstrip('-') if client_args else 'simple'
+
+
+#: What a failure with no response is on each client: the exception's
+#: name on the timeline.
+NO_RESPONSE = {'simple': 'ConnectionRefusedError', 'curl': 'CurlError',
+               'aiohttp': 'NoResponseError'}
 
 
 # -- bodies -----------------------------------------------------------------
@@ -715,7 +726,7 @@ class TestRetries:
                                          ) -> None:
         """Each attempt has a line with delay and reason; no \r off a tty."""
         result = cli(*client_args, '--retry-timeout', '0',
-                     server.url(f'/flaky/get{len(client_args)}'))
+                     server.url(f'/flaky/get{client_key(client_args)}'))
         assert result.code == _cli.EXIT_OK
         steps = timeline(result.stderr)
         assert steps.outcomes == ['502', '502', '200']
@@ -730,7 +741,7 @@ class TestRetries:
                                        ) -> None:
         """A wait asked for by Retry-After is labelled Retry-After."""
         result = cli(*client_args,
-                     server.url(f'/limited/x{len(client_args)}'))
+                     server.url(f'/limited/x{client_key(client_args)}'))
         assert result.code == _cli.EXIT_OK
         first = timeline(result.stderr).attempts[0]
         assert (first['outcome'], first['delay'], first['reason']) == (
@@ -750,7 +761,7 @@ class TestRetries:
                                         ) -> None:
         """A POST that got a 502 stops at once: unsafe-method."""
         result = cli(*client_args, '--retry-timeout', '0', '--json', '{}',
-                     server.url(f'/flaky/post{len(client_args)}'))
+                     server.url(f'/flaky/post{client_key(client_args)}'))
         assert result.code == _cli.EXIT_ERROR_STATUS
         steps = timeline(result.stderr)
         assert steps.outcomes == ['502']
@@ -776,8 +787,7 @@ class TestRetries:
         assert result.code == _cli.EXIT_NO_RESPONSE
         assert result.stdout == b''
         steps = timeline(result.stderr)
-        assert steps.outcomes == (['CurlError'] if client_args
-                                  else ['ConnectionRefusedError'])
+        assert steps.outcomes == [NO_RESPONSE[client_key(client_args)]]
         assert steps.stop['reason'] == 'attempts-exhausted'
         assert steps.stop['status'] is None
 
@@ -786,7 +796,7 @@ class TestRetries:
             client_args: typing.List[str]) -> None:
         """503 then a reset: exit 1, the stop line names the last status
         and stdout shows that response."""
-        key = 'curl' if client_args else 'simple'
+        key = client_key(client_args)
         result = cli(*client_args, '--retry-timeout', '0', '--max-attempts',
                      '2', '--print-headers',
                      server.url(f'/reset-after-503/{key}'))
@@ -794,7 +804,8 @@ class TestRetries:
         steps = timeline(result.stderr)
         assert steps.outcomes[0] == '503'
         assert steps.outcomes[1] in ('CurlError', 'ConnectionResetError',
-                                     'HTTPStreamClosedError')
+                                     'HTTPStreamClosedError',
+                                     'NoResponseError')
         assert steps.stop['reason'] == 'attempts-exhausted'
         assert (steps.stop['status'], steps.stop['last']) == (None, '503')
         assert result.text.startswith('503 Service Unavailable\n')
@@ -807,7 +818,7 @@ class TestRetries:
                      '1', server.url('/slow'))
         assert result.code == _cli.EXIT_NO_RESPONSE
         steps = timeline(result.stderr)
-        assert steps.outcomes == (['CurlError'] if client_args
+        assert steps.outcomes == (['CurlError'] if client_args == ['--curl']
                                   else ['HTTPTimeoutError'])
         assert float(steps.attempts[0]['duration'] or 0) < 0.4
 
@@ -928,6 +939,7 @@ class TestOutputSwitches:
     @pytest.mark.parametrize('arguments, implementation', [
         ([], 'SimpleAsyncHTTPClient'),
         (['--curl'], 'CurlAsyncHTTPClient'),
+        (['--aiohttp'], 'AiohttpAsyncHTTPClient'),
     ])
     def test_curl_and_verbose(self, server: ServerThread,
                               arguments: typing.List[str],

@@ -21,6 +21,7 @@ LAYERS: typing.Dict[str, float] = {
     '_response': 2, '_tls': 2,
     '_transports': 3, '_redirects': 3, '_call': 3, '_otel': 3,
     '_streaming': 3,
+    'aiohttp_client': 3.5,  # _transports._aiohttp reaches it by name
     '_observe': 4,
     '_attempt': 5,
     '_engine': 6, '_request': 6,

@@ -243,7 +243,8 @@ class OtelCases(support.ServerTestCase):
         attributes = span.attributes or {}
         self.assertEqual(attributes['error.type'], type(error).__qualname__)
         self.assertIn(attributes['error.type'],
-                      ('ConnectionRefusedError', 'CurlError'))
+                      ('ConnectionRefusedError', 'CurlError',
+                       'NoResponseError'))
         self.assertNotIn('http.response.status_code', attributes)
         self.assertEqual(attributes['server.port'], port)
         self.assertEqual(attributes['sprockets.stop_reason'],

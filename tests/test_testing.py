@@ -785,9 +785,10 @@ class InstantRetriesMixinCases(testing.InstantRetriesMixin,
         """self.retry_delays holds the backoff of each retry."""
         self.upstream.reply('GET', '/a', 503, times=2)
         self.upstream.reply('GET', '/a', 200)
-        response = await http.Client(
-            self.get_url('/'), retry_policy=http.RetryPolicy(
-                jitter=None, retry_timeout=1)).get('a')
+        policy = http.RetryPolicy(jitter=None, retry_timeout=1)
+        async with http.Client(self.get_url('/'),
+                               retry_policy=policy) as client:
+            response = await client.get('a')
         self.assertTrue(response.ok)
         self.assertEqual(self.retry_delays, [1.0, 2.0])
 

@@ -266,7 +266,7 @@ class AddressCases(support.ServerTestCase):
         self.resolver.default.close()
 
     def get_http_client(self) -> httpclient.AsyncHTTPClient:
-        if self.implementation == support.SIMPLE:
+        if self.implementation != support.CURL:
             # the shared instance of this loop, which the mixin sends with
             return httpclient.AsyncHTTPClient(resolver=self.resolver)
         return httpclient.AsyncHTTPClient()

@@ -43,7 +43,7 @@ def only(implementation: str, reason: str) -> typing.Dict[str, str]:
 
 def both(reason: str) -> typing.Dict[str, str]:
     """``xfail=`` for a bug of every client."""
-    return {support.SIMPLE: reason, support.CURL: reason}
+    return dict.fromkeys(support.IMPLEMENTATIONS.values(), reason)
 
 
 class ErrorLog(logging.Handler):

@@ -73,6 +73,8 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 CURL_CLIENT = 'tornado.curl_httpclient.CurlAsyncHTTPClient'
+AIOHTTP_CLIENT = ('sprockets.mixins.http.aiohttp_client.'
+                  'AiohttpAsyncHTTPClient')
 
 LOGGER = logging.getLogger('sprockets.mixins.http')
 
@@ -171,7 +173,9 @@ def _main(argv: typing.Sequence[str], streams: Streams) -> int:
     try:
         args = parse_args(argv)
         if args.curl:
-            _use_curl()
+            _use_client(CURL_CLIENT, '--curl', 'curl')
+        elif args.aiohttp:
+            _use_client(AIOHTTP_CLIENT, '--aiohttp', 'aiohttp')
     except UsageError as error:
         return _usage_error(error, streams.stderr)
     except OutputError as error:  # --help or --version
@@ -182,7 +186,7 @@ def _main(argv: typing.Sequence[str], streams: Streams) -> int:
         with _logging_to(streams.stderr, verbose=args.verbose):
             return _run(args, streams)
     finally:
-        if args.curl:
+        if args.curl or args.aiohttp:
             httpclient.AsyncHTTPClient.configure(None)
 
 
@@ -271,12 +275,12 @@ def exit_code(response: HTTPResponse) -> int:
     return EXIT_OK if response.ok else EXIT_ERROR_STATUS
 
 
-def _use_curl() -> None:
+def _use_client(implementation: str, option: str, extra: str) -> None:
     try:
-        httpclient.AsyncHTTPClient.configure(CURL_CLIENT)
-    except ImportError:
-        raise UsageError('--curl needs pycurl: pip install '
-                         "'sprockets.mixins.http[curl]'") from None
+        httpclient.AsyncHTTPClient.configure(implementation)
+    except ImportError as error:
+        raise UsageError(f'{option} needs {error.name or extra}: pip install '
+                         f"'sprockets.mixins.http[{extra}]'") from None
 
 
 def _usage_error(error: UsageError, stderr: typing.TextIO) -> int:

@@ -155,9 +155,13 @@ def _add_output_arguments(parser: argparse.ArgumentParser) -> None:
                         help='follow 3xx redirects')
     parser.add_argument('--insecure', action='store_true',
                         help="do not verify the server's TLS certificate")
-    parser.add_argument(
+    client = parser.add_mutually_exclusive_group()
+    client.add_argument(
         '--curl', action='store_true',
         help="send with tornado's curl_httpclient (needs pycurl)")
+    client.add_argument(
+        '--aiohttp', action='store_true',
+        help='send with the aiohttp AsyncHTTPClient (needs aiohttp)')
     parser.add_argument(
         '--print-headers', action='store_true',
         help='print the final status line and headers before the body')

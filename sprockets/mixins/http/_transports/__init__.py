@@ -366,9 +366,14 @@ def _relay(relay: asyncio.Future[typing.Any],
         relay.set_result(future.result())
 
 
-# the implementations tornado ships; imported last, as they subclass
-# Transport (adding one is one more line here)
-from sprockets.mixins.http._transports import _curl, _simple  # noqa: E402
+# tornado's two implementations and the package's own; imported last,
+# as they subclass Transport (adding one is one more line here)
+from sprockets.mixins.http._transports import (  # noqa: E402
+    _aiohttp,
+    _curl,
+    _simple,
+)
 
 register(_curl.CurlTransport())  # first: a CurlError is an HTTPClientError
+register(_aiohttp.AiohttpTransport())  # its 599s carry aiohttp's cause
 register(_simple.SimpleTransport())
