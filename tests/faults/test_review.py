@@ -29,6 +29,7 @@ from tests import support
 from tests.faults import misbehaving
 from tests.faults.misbehaving import MisbehavingServer, response
 from tests.faults.test_protocol import in_a_loop_on_every_client
+from tests.faults.test_streaming import Refuse
 
 TLS = pathlib.Path(__file__).resolve().parent.parent / 'tls'
 
@@ -509,18 +510,6 @@ async def test_a_streamed_corrupt_gzip_body_is_fetched_once(
 
 
 # -- 7. the record of a body handed on at the end ----------------------------
-
-class Refuse:
-    """A gate that refuses every retry."""
-
-    stop_reason = http.StopReason.BUDGET_EXHAUSTED
-
-    def record(self, upstream: typing.Hashable, now: float) -> None:
-        pass
-
-    def admit(self, upstream: typing.Hashable, now: float) -> bool:
-        return False
-
 
 @in_a_loop_on_every_client()
 async def test_a_body_handed_on_at_the_end_is_counted_as_streamed(

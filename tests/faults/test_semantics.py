@@ -45,17 +45,6 @@ BOUND = 10.0
 Scenario = typing.Callable[[], typing.Awaitable[None]]
 
 
-@pytest.fixture
-def configured(implementation: str) -> typing.Iterator[str]:
-    """Send with `implementation`, from a fresh retry budget."""
-    httpclient.AsyncHTTPClient.configure(implementation)
-    http.DEFAULT_BUDGET.reset()
-    try:
-        yield implementation
-    finally:
-        httpclient.AsyncHTTPClient.configure(None)
-
-
 def run(scenario: Scenario) -> None:
     """Run `scenario` in a loop of its own, within :data:`BOUND`, then
     close the client it sent with (and its connections)."""

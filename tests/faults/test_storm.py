@@ -49,17 +49,6 @@ SETTLE = 0.3
 
 
 @pytest.fixture
-def configured(implementation: str) -> typing.Iterator[str]:
-    """Send with `implementation`, from a fresh retry budget."""
-    httpclient.AsyncHTTPClient.configure(implementation)
-    http.DEFAULT_BUDGET.reset()
-    try:
-        yield implementation
-    finally:
-        httpclient.AsyncHTTPClient.configure(None)
-
-
-@pytest.fixture
 def cancellable(configured: str) -> str:
     """`configured`, for a test that cancels calls (every client can)."""
     return configured
