@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import typing
+import warnings
 
 import msgpack
 import pytest
@@ -357,6 +358,37 @@ def _environment() -> typing.Dict[str, str]:
 def cli(*arguments: str, stdin: bytes = b'',
         stdout: typing.Optional[int] = None,
         stderr: typing.Optional[int] = None) -> Result:
+    """Run the command: in this process through ``_cli.main`` with streams
+    of its own (pipes, as a subprocess's are), warnings as errors; in a
+    subprocess when the test gives stdout or stderr descriptors of its
+    own (a full disk, a closed stream)."""
+    if stdout is None and stderr is None:
+        return _in_process(arguments, stdin)
+    return _subprocess(arguments, stdin, stdout, stderr)
+
+
+def _in_process(arguments: typing.Sequence[str], stdin: bytes) -> Result:
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = _cli.Streams(
+        io.BufferedReader(io.BytesIO(stdin)),  # type: ignore[arg-type]
+        io.TextIOWrapper(out, encoding='utf-8', write_through=True),
+        io.TextIOWrapper(err, encoding='utf-8', write_through=True))
+    saved = os.environ.pop('HTTP_MAX_CLIENTS', None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            code = _cli.main(list(arguments), streams)
+    finally:
+        if saved is not None:
+            os.environ['HTTP_MAX_CLIENTS'] = saved
+    streams.stdout.flush()
+    streams.stderr.flush()
+    return Result(code, out.getvalue(), err.getvalue().decode('utf-8'))
+
+
+def _subprocess(arguments: typing.Sequence[str], stdin: bytes,
+                stdout: typing.Optional[int],
+                stderr: typing.Optional[int]) -> Result:
     """Run the command in a subprocess; warnings are errors there too."""
     process = subprocess.run(
         [sys.executable, '-W', 'error', '-m', 'sprockets.mixins.http',

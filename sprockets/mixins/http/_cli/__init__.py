@@ -171,7 +171,11 @@ def _main(argv: typing.Sequence[str], streams: Streams) -> int:
     """Parse `argv`, then fetch or run the demo with the package's log
     lines on stderr."""
     try:
-        args = parse_args(argv)
+        # argparse prints --help and --version to sys.stdout: to the
+        # streams the command was given, as everything else
+        with contextlib.redirect_stdout(streams.stdout), \
+                contextlib.redirect_stderr(streams.stderr):
+            args = parse_args(argv)
         if args.curl:
             _use_client(CURL_CLIENT, '--curl', 'curl')
         elif args.aiohttp:
