@@ -20,6 +20,7 @@ relay's own chain keeps the order).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import inspect
@@ -54,7 +55,7 @@ class Relay:
 
     __slots__ = ('_abort', '_callback', '_cancelled', '_gone',
                  '_header_callback', '_headers', '_is_final', '_pending',
-                 '_status', 'error', 'final', 'live', 'streamed',
+                 '_running', '_status', 'error', 'final', 'live', 'streamed',
                  'withheld')
 
     def __init__(self, callback: Callback,
@@ -72,6 +73,9 @@ class Relay:
         self._status: typing.Optional[int] = None
         self._headers = httputil.HTTPHeaders()
         self._pending: typing.Optional[asyncio.Future[None]] = None
+        self._running: typing.Deque[typing.Tuple[
+            asyncio.Future[None], typing.Awaitable[typing.Any]]] = (
+                collections.deque())
         self._cancelled = False
         #: chunks handed on at once: the response is final
         self.live = False
@@ -145,6 +149,11 @@ class Relay:
             return None
         pending = self._pending = asyncio.ensure_future(
             self._after(self._pending, delivered))
+        # what cancel() must stop: a task cancelled before it started never
+        # reaches its own clean-up, nor cancels the ones before it
+        while self._running and self._running[0][0].done():
+            self._running.popleft()
+        self._running.append((pending, delivered))
         # what simple_httpclient awaits: resolved when this chunk is done
         # (or dropped), so that cancelling the chain never throws into
         # tornado's reading of the response
@@ -197,8 +206,13 @@ class Relay:
         (the coroutines not started yet are closed)."""
         self._abort = None
         self._cancelled = True
-        if self._pending is not None:
-            self._pending.cancel()
+        while self._running:
+            task, delivered = self._running.popleft()
+            task.cancel()
+            if (inspect.iscoroutine(delivered)
+                    and inspect.getcoroutinestate(delivered)
+                    == inspect.CORO_CREATED):
+                delivered.close()  # never started: no "never awaited"
 
 
     async def deliver_withheld(self, limit: typing.Optional[float] = None
