@@ -168,7 +168,7 @@ class Attempt:
         return Outcome(
             result.code, None,
             None if self.redirect_error or self.deadline_reached
-            else retry_after(result), redirect_loop,
+            else retry_after(result.headers), redirect_loop,
             self.redirect_error is not None, self.method_changed,
             self.deadline_reached)
 
@@ -247,7 +247,7 @@ class Attempt:
         and handed on only when the call returns it)."""
 
         def body_is_answer(status: int, headers: httputil.HTTPHeaders
-                           ) -> typing.Optional[str]:
+                           ) -> typing.Optional[_retry.StopReason]:
             if (self.follow and status in _redirects.REDIRECTS
                     and 'Location' in headers):
                 return None
@@ -287,8 +287,9 @@ class Attempt:
 
 
 def _always_final(status: int, headers: httputil.HTTPHeaders
-                  ) -> typing.Optional[str]:
-    return 'final'
+                  ) -> typing.Optional[_retry.StopReason]:
+    """Without the engine's question, every response is the answer."""
+    return _retry.StopReason.NOT_RETRYABLE
 
 
 def within(timeout: typing.Optional[float], left: float) -> float:
@@ -361,13 +362,7 @@ def content_failure(error: _content.DecompressionError) -> _retry.Failure:
             else _retry.Failure.FATAL)
 
 
-def retry_after(result: httpclient.HTTPResponse) -> typing.Optional[float]:
-    """The response's ``Retry-After`` in seconds, or :data:`None`."""
-    return retry_after_of(result.headers)
-
-
-def retry_after_of(headers: httputil.HTTPHeaders
-                   ) -> typing.Optional[float]:
+def retry_after(headers: httputil.HTTPHeaders) -> typing.Optional[float]:
     """``Retry-After`` in `headers`, in seconds, or :data:`None`."""
     values = headers.get_list('Retry-After')  # no KeyError when absent
     if not values:

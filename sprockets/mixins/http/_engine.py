@@ -86,7 +86,7 @@ async def run(owner: _call.Owner, call: _call.Call,
             # the body went out to the caller as it came: the decision made
             # at its headers stands (a second one draws its own backoff and
             # reads the clock again)
-            decision = _retry.Decision(_retry.StopReason(relay.final))
+            decision = _retry.Decision(relay.final)
         stop = decision.stop_reason or _refusal(gates, key, ended)
         if stop is None:
             record.delay = previous_delay = decision.delay
@@ -139,10 +139,10 @@ def _final_status(policy: _retry.RetryPolicy, call: _call.Call,
     body handed on when the attempt ends."""
 
     def is_final(status: int, headers: httputil.HTTPHeaders
-                 ) -> typing.Optional[str]:
+                 ) -> typing.Optional[_retry.StopReason]:
         return policy.decide(
             attempt=attempt, method=call.method, idempotent=idempotent,
-            status=status, retry_after=_attempt.retry_after_of(headers),
+            status=status, retry_after=_attempt.retry_after(headers),
             request_timeout=call.request_timeout or None,
             elapsed=clock() - started, deadline=deadline,
             previous_delay=previous_delay).stop_reason

@@ -28,12 +28,15 @@ import typing
 
 from tornado import httputil
 
+from sprockets.mixins.http._reasons import StopReason
+
 __all__ = ['IsFinal', 'Relay']
 
 #: Why a response of this status and these headers is final (its body is
 #: the answer the caller gets: the policy will not retry it), or
 #: :data:`None` when it would be retried.
-IsFinal = typing.Callable[[int, httputil.HTTPHeaders], typing.Optional[str]]
+IsFinal = typing.Callable[[int, httputil.HTTPHeaders],
+                          typing.Optional[StopReason]]
 
 Callback = typing.Callable[[bytes], typing.Any]
 
@@ -81,7 +84,7 @@ class Relay:
         self.live = False
         #: why the response is final, as the policy said when its headers
         #: came: the decision that stands once its body went out live
-        self.final: typing.Optional[str] = None
+        self.final: typing.Optional[StopReason] = None
         #: the chunks kept back: of a response that will be retried, or
         #: that came before its headers (curl_httpclient calls the
         #: header_callback late for a short response)
@@ -167,7 +170,7 @@ class Relay:
             if previous is not None:
                 await previous  # never raises but for a cancel
         except asyncio.CancelledError:
-            _close(delivered)  # never started: no "never awaited"
+            _close_unstarted(delivered)
             raise
         try:
             await delivered
@@ -209,11 +212,7 @@ class Relay:
         while self._running:
             task, delivered = self._running.popleft()
             task.cancel()
-            if (inspect.iscoroutine(delivered)
-                    and inspect.getcoroutinestate(delivered)
-                    == inspect.CORO_CREATED):
-                delivered.close()  # never started: no "never awaited"
-
+            _close_unstarted(delivered)
 
     async def deliver_withheld(self, limit: typing.Optional[float] = None
                                ) -> typing.Optional[BaseException]:
@@ -227,10 +226,12 @@ class Relay:
         return self.error
 
 
-def _close(awaitable: typing.Awaitable[typing.Any]) -> None:
-    close = getattr(awaitable, 'close', None)  # a coroutine's
-    if callable(close):
-        close()
+def _close_unstarted(awaitable: typing.Awaitable[typing.Any]) -> None:
+    """Close `awaitable` if it is a coroutine that never started, so that
+    it is not reported as never awaited."""
+    if (inspect.iscoroutine(awaitable)
+            and inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED):
+        awaitable.close()
 
 
 def _resolve(waiter: asyncio.Future[None], _: asyncio.Future[None]) -> None:
