@@ -74,13 +74,28 @@ class Owner(typing.Protocol):
         ...  # pragma: no cover
 
 
-#: Set on the package's own ``_http_req_clock``, which is
-#: :func:`time.monotonic`.
-MONOTONIC = 'sprockets_monotonic'
+Hook = typing.TypeVar('Hook', bound=typing.Callable[..., typing.Any])
+
+# the attribute package_default sets on a function
+_PACKAGE_DEFAULT = '_sprockets_package_default'
+
+
+def package_default(hook: Hook) -> Hook:
+    """Mark `hook` as the package's own implementation of an owner hook,
+    so that the engine may do what it does without calling it while a
+    subclass has not overridden it (see :func:`is_package_default`)."""
+    setattr(hook, _PACKAGE_DEFAULT, True)
+    return hook
+
+
+def is_package_default(hook: typing.Any) -> bool:
+    """Whether `hook` (a bound method of an owner) is the package's own,
+    not a subclass's override."""
+    return getattr(hook, _PACKAGE_DEFAULT, False) is True
 
 
 def clock_of(owner: Owner) -> typing.Callable[[], float]:
     """The owner's clock: :func:`time.monotonic` itself while its
     ``_http_req_clock`` is the package's (one call fewer each time)."""
     clock = owner._http_req_clock
-    return time.monotonic if getattr(clock, MONOTONIC, False) else clock
+    return time.monotonic if is_package_default(clock) else clock

@@ -15,7 +15,6 @@ from sprockets.mixins.http import (
     _checks,
     _content,
     _engine,
-    _observe,
     _request,
 )
 from sprockets.mixins.http._content import (
@@ -245,6 +244,7 @@ class HTTPClientMixin:
         """
         return policy.retry_budget
 
+    @_call.package_default
     def _http_req_apply_default_headers(
             self, request_headers: typing.Optional[typing.Mapping[str, str]],
             content_type: _ContentTypeArg,
@@ -268,10 +268,6 @@ class HTTPClientMixin:
         """
         return _request.add_default_headers(
             self, _request.copy_headers(request_headers), content_type, body)
-
-    # build_call adds the defaults itself (copying the caller's headers
-    # once) while this is the hook in effect
-    setattr(_http_req_apply_default_headers, _request.DEFAULTS_ONLY, True)
 
     def _http_req_correlation_id(self) -> typing.Optional[str]:
         """Return ``self.correlation_id`` when truthy, else the
@@ -386,6 +382,7 @@ class HTTPClientMixin:
         if inspect.isawaitable(result):
             await result
 
+    @_call.package_default
     def _http_req_clock(self) -> float:
         """Return the monotonic time that durations and deadlines use.
 
@@ -394,9 +391,7 @@ class HTTPClientMixin:
         """
         return time.monotonic()
 
-    # while this is the clock, the engine reads time.monotonic itself
-    setattr(_http_req_clock, _call.MONOTONIC, True)
-
+    @_call.package_default
     def _http_req_on_attempt(self, response: HTTPResponse,
                              record: AttemptRecord) -> None:
         """Called after each attempt with its :class:`AttemptRecord`, once
@@ -406,6 +401,7 @@ class HTTPClientMixin:
 
         """
 
+    @_call.package_default
     def _http_req_on_complete(self, response: HTTPResponse) -> None:
         """Called once when :meth:`http_fetch` is about to return; a seam
         for metrics.
@@ -413,8 +409,3 @@ class HTTPClientMixin:
         .. versionadded:: 3.0
 
         """
-
-    # the engine does not call these two while neither is overridden
-    for _hook in (_http_req_on_attempt, _http_req_on_complete):
-        setattr(_hook, _observe.NO_OP, True)
-    del _hook

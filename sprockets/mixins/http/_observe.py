@@ -170,17 +170,13 @@ def observers_for(owner: _call.Owner, call: _call.Call,
     """The observers of one call, in the order they are told: the span
     (so that it ends with the outcome even if a hook raises), the log
     lines, the metrics hooks."""
-    if (getattr(owner._http_req_on_attempt, NO_OP, False)
-            and getattr(owner._http_req_on_complete, NO_OP, False)):
+    if (_call.is_package_default(owner._http_req_on_attempt)
+            and _call.is_package_default(owner._http_req_on_complete)):
         # the package's own hooks, which do nothing: nobody to tell
         return Observers(SpanObserver(owner, call), LogObserver(call))
     return Observers(SpanObserver(owner, call), LogObserver(call),
                      HooksObserver(owner, response))
 
-
-#: Set on the package's own metrics hooks, which do nothing: the engine
-#: does not call them.
-NO_OP = 'sprockets_no_op'
 
 
 def _call_hook(hook: typing.Callable[..., None], *args: typing.Any) -> None:

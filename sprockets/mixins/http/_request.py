@@ -69,11 +69,6 @@ class Builder(typing.Protocol):
         ...  # pragma: no cover
 
 
-#: Set on the package's own ``_http_req_apply_default_headers``: it adds
-#: only what :func:`add_default_headers` adds, checked.
-DEFAULTS_ONLY = 'sprockets_defaults_only'
-
-
 def add_default_headers(owner: Builder, headers: httputil.HTTPHeaders,
                         content_type: typing.Any,
                         body: typing.Any) -> httputil.HTTPHeaders:
@@ -142,9 +137,10 @@ def build_call(
         retry_policy, max_http_attempts, retry_timeout, dont_retry, deadline)
     content_type = _content_type(content_type, body)
     hook = owner._http_req_apply_default_headers
-    if getattr(hook, DEFAULTS_ONLY, False):
-        # the package's own hook: what it adds is checked as it is added,
-        # so the caller's headers are copied (and checked) once
+    if _call.is_package_default(hook):
+        # the package's own hook adds only what add_default_headers adds,
+        # checked as it is added: the caller's headers are copied (and
+        # checked) once
         headers = add_default_headers(owner, copy_headers(request_headers),
                                       content_type, body)
     else:
