@@ -71,7 +71,8 @@ class Attempt:
         options = call.options
         self.time_left = time_left
         self.inflight = _transports.Inflight(
-            options.get('prepare_curl_callback'))
+            options.get('prepare_curl_callback'),
+            call.policy.max_attempts - number)
         self.follow = bool(options.get('follow_redirects'))
         self.max_redirects = int(options.get('max_redirects') or 0)
         self.decompress = call.decompress
@@ -136,6 +137,10 @@ class Attempt:
                 # a response object that is really a transport failure (a
                 # patched fetch may return one): no response arrived
                 error = result.error
+        if error is not None and self.inflight.refused is not None:
+            # the transport was refused a resend and ended the attempt:
+            # what failed is the send before (not the transport's "aborted")
+            error = self.inflight.refused
         if relay is not None:
             await relay.finished(self._callback_limit())
             record.streamed = relay.streamed

@@ -75,6 +75,11 @@ async def run(owner: _call.Owner, call: _call.Call,
                                     record)
         ended = clock()
         record.duration = ended - begun
+        for failure in sender.inflight.resends:
+            # sent again by the transport itself: an attempt of its own
+            observer.transport_resent(
+                response.record_resend(record, failure))
+            attempt += 1
         decision = policy.decide(
             attempt=attempt, method=call.method, idempotent=idempotent,
             request_timeout=call.request_timeout or None,

@@ -47,6 +47,11 @@ class Observer:
     def redirected(self, status: int, url: str) -> None:
         """The current attempt follows a `status` redirect to `url`."""
 
+    def transport_resent(self, record: _response.AttemptRecord) -> None:
+        """The transport sent the current attempt's request again by
+        itself after the send `record` (an attempt of its own, before the
+        current one) met ``record.exception``."""
+
     def attempt_ended(self, record: _response.AttemptRecord,
                       stop_reason: typing.Optional[_retry.StopReason],
                       decision: _retry.Decision) -> None:
@@ -72,6 +77,13 @@ class LogObserver(Observer):
             LOGGER.debug('Attempt %i/%i: %s %s %r', record.number,
                          self.call.policy.max_attempts, self.call.method,
                          _urls.redact_url(url), _urls.redact_headers(headers))
+
+    def transport_resent(self, record: _response.AttemptRecord) -> None:
+        LOGGER.warning('%s %s attempt %i/%i: %s, sent again at once by the '
+                       'transport (%s)', self.call.method,
+                       _urls.redact_url(self.url), record.number,
+                       self.call.policy.max_attempts, record.outcome,
+                       record.delay_reason)
 
     def attempt_ended(self, record: _response.AttemptRecord,
                       stop_reason: typing.Optional[_retry.StopReason],
@@ -108,6 +120,9 @@ class SpanObserver(Observer):
     def redirected(self, status: int, url: str) -> None:
         _otel.redirected(status, url)
 
+    def transport_resent(self, record: _response.AttemptRecord) -> None:
+        self.span.resent(record)
+
     def attempt_ended(self, record: _response.AttemptRecord,
                       stop_reason: typing.Optional[_retry.StopReason],
                       decision: _retry.Decision) -> None:
@@ -122,6 +137,9 @@ class HooksObserver(Observer):
     def __init__(self, owner: _call.Owner,
                  response: _response.HTTPResponse) -> None:
         self.owner, self.response = owner, response
+
+    def transport_resent(self, record: _response.AttemptRecord) -> None:
+        _call_hook(self.owner._http_req_on_attempt, self.response, record)
 
     def attempt_ended(self, record: _response.AttemptRecord,
                       stop_reason: typing.Optional[_retry.StopReason],
@@ -153,6 +171,10 @@ class Observers(Observer):
     def redirected(self, status: int, url: str) -> None:
         for observer in self.observers:
             observer.redirected(status, url)
+
+    def transport_resent(self, record: _response.AttemptRecord) -> None:
+        for observer in self.observers:
+            observer.transport_resent(record)
 
     def attempt_ended(self, record: _response.AttemptRecord,
                       stop_reason: typing.Optional[_retry.StopReason],

@@ -24,7 +24,12 @@ sleep.  What a span carries, and why, is in ``docs/observability.rst``:
 * ``sprockets.retry.delay`` and ``sprockets.retry.delay_reason`` when a
   retry follows, ``sprockets.stop_reason`` on the last attempt;
 * a ``sprockets.redirect`` event per redirect hop followed inside the
-  attempt: hops are not spans of their own.
+  attempt: hops are not spans of their own;
+* a ``sprockets.transport_resend`` event (``error.type``,
+  ``exception.message``) when the transport sent the request again by
+  itself (libcurl, on a kept-alive connection that died): the span covers
+  both sends, which ``records`` keep apart, and its
+  ``http.request.resend_count`` counts the resend.
 
 The trace context (``traceparent``, and whatever else the global
 propagator injects) goes into a copy of the attempt's request headers, so
@@ -115,6 +120,9 @@ class NoSpan:
         """Return `awaitable` unchanged."""
         return awaitable
 
+    def resent(self, record: AttemptRecord) -> None:
+        """Do nothing."""
+
     def end(self, record: AttemptRecord,
             stop_reason: typing.Optional[StopReason],
             decision: Decision) -> None:
@@ -186,6 +194,17 @@ class AttemptSpan(NoSpan):
             else:
                 span.set_attribute('sprockets.stop_reason', str(stop_reason))
         span.end()
+
+    def resent(self, record: AttemptRecord) -> None:
+        """The transport sent the attempt's request again by itself after
+        the send `record` (see ``DelayReason.TRANSPORT_RESEND``): an event
+        on this span, whose ``http.request.resend_count`` counts it."""
+        span = self.span
+        if span.is_recording():
+            span.add_event('sprockets.transport_resend', {
+                'error.type': type(record.exception).__qualname__,
+                'exception.message': str(record.exception)})
+            span.set_attribute('http.request.resend_count', record.number)
 
     def _fail(self, error_type: str,
               description: typing.Optional[str]) -> None:

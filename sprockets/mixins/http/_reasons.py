@@ -66,6 +66,14 @@ class DelayReason(str, enum.Enum):
     """Why the engine sleeps before the next attempt."""
     BACKOFF = 'backoff'
     RETRY_AFTER = 'retry-after'
+    #: The engine did not sleep: the transport sent the request again by
+    #: itself, at once, on a new connection (libcurl does when a reused
+    #: kept-alive connection closes before any of the response arrived).
+    #: Only a request that may be repeated is: one that may not goes on a
+    #: connection of its own, which is never resent.
+    #:
+    #: .. versionadded:: 3.0
+    TRANSPORT_RESEND = 'transport-resend'
 
     def __str__(self) -> str:
         return self.value

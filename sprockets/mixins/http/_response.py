@@ -143,7 +143,14 @@ class AttemptRecord:
     #: Seconds slept after this attempt before the next one.
     delay: float = 0.0
     #: Why the engine slept: ``'backoff'`` or ``'retry-after'``, or
-    #: :data:`None` when it did not.
+    #: :data:`None` when it did not; ``'transport-resend'`` when the
+    #: transport sent the request again by itself, at once, after this
+    #: attempt's send met :attr:`exception` (libcurl does on a reused
+    #: kept-alive connection that closes before any of the response
+    #: arrives): the next record is that send.
+    #:
+    #: .. versionchanged:: 3.0
+    #:    ``'transport-resend'``.
     delay_reason: typing.Optional[str] = None
     #: Why a redirect of this attempt was not followed: its ``Location``
     #: is not a usable http(s) URL (the :exc:`ValueError` says what is
@@ -279,6 +286,24 @@ class HTTPResponse:
 
         """
         record.exception = error
+
+    def record_resend(self, record: AttemptRecord,
+                      error: BaseException) -> AttemptRecord:
+        """Record that the transport sent attempt `record`'s request
+        again by itself, after its send met `error`: a record of that
+        send, with `error` and the delay reason
+        :attr:`~DelayReason.TRANSPORT_RESEND`, goes before `record`, which
+        becomes the next attempt.  Returns the record added.
+
+        .. versionadded:: 3.0
+
+        """
+        resent = AttemptRecord(
+            record.number, record.started, exception=error,
+            delay_reason=_retry.DelayReason.TRANSPORT_RESEND)
+        self.records.insert(self.records.index(record), resent)
+        record.number += 1
+        return resent
 
     def append_response(self, response: httpclient.HTTPResponse) -> None:
         """Record a tornado response, as an attempt of its own."""

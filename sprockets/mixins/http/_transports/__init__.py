@@ -44,14 +44,25 @@ class Inflight:
     """What the request in flight of one attempt opened, so that a
     cancelled caller can close it: each transport records what it can
     close (a queued request, a stream, a curl handle) as an abort
-    callback, which :func:`fetch` forgets once the request is answered."""
+    callback, which :func:`fetch` forgets once the request is answered;
+    and the sends a transport made of the request by itself."""
 
-    __slots__ = ('aborts', 'cancelled', 'user_prepare')
+    __slots__ = ('aborts', 'cancelled', 'refused', 'resends',
+                 'resends_left', 'user_prepare')
 
     def __init__(self, user_prepare: typing.Optional[
-            typing.Callable[[typing.Any], None]] = None) -> None:
+            typing.Callable[[typing.Any], None]] = None,
+                 resends_left: int = 0) -> None:
         self.cancelled = False
         self.aborts: typing.List[typing.Callable[[], None]] = []
+        #: why the transport sent the request again by itself, once per
+        #: resend, in order (see :meth:`resent`)
+        self.resends: typing.List[BaseException] = []
+        #: how many more sends the transport may make by itself: the
+        #: attempts ``max_http_attempts`` leaves after this one
+        self.resends_left = resends_left
+        #: the failure of the last send, when a resend was refused
+        self.refused: typing.Optional[BaseException] = None
         #: the caller's own ``prepare_curl_callback``, called too
         self.user_prepare = user_prepare
 
@@ -62,6 +73,25 @@ class Inflight:
             close()
         else:
             self.aborts.append(close)
+
+    def resent(self, error: BaseException) -> bool:
+        """Ask whether the transport may send the request again by
+        itself, at once, because its previous send met `error` (libcurl
+        does, when a reused kept-alive connection closes before any of the
+        response arrived), and record it when it may.
+
+        The engine makes each such send an attempt of its own in
+        ``records`` (nothing is sent twice without a record of it), so it
+        may only while ``max_http_attempts`` leaves attempts: otherwise
+        the answer is :data:`False`, and the transport must end the
+        attempt with `error` (kept as :attr:`refused`) instead.
+
+        """
+        if len(self.resends) >= self.resends_left:
+            self.refused = error
+            return False
+        self.resends.append(error)
+        return True
 
     def abort(self) -> None:
         """Close every connection this attempt opened: each callback is

@@ -54,7 +54,8 @@ class CurlTransport(_transports.Transport):
     (its handle removed from the multi, at any stage, connecting
     included); one still in the client's queue is taken out of it.  A
     request that may not be sent twice goes on a fresh connection, which
-    libcurl never resends on.  Its pool of handles cannot be resized, so
+    libcurl never resends on; any other that libcurl resends is recorded
+    as an attempt of its own.  Its pool of handles cannot be resized, so
     an instance of each ``max_clients`` is kept per IOLoop.
 
     """
@@ -83,15 +84,7 @@ class CurlTransport(_transports.Transport):
     def request_options(self, inflight: _transports.Inflight,
                         may_resend: bool = True
                         ) -> typing.Dict[str, typing.Any]:
-        if may_resend:
-            return {}  # the caller's own prepare_curl_callback, if any
-
-        def prepare_curl(curl: typing.Any) -> None:
-            _no_resend(curl)
-            if inflight.user_prepare is not None:
-                inflight.user_prepare(curl)
-
-        return {'prepare_curl_callback': prepare_curl}
+        return {'prepare_curl_callback': _Prepare(inflight, not may_resend)}
 
     def track(self, client: httpclient.AsyncHTTPClient,
               request: httpclient.HTTPRequest,
@@ -107,14 +100,84 @@ class CurlTransport(_transports.Transport):
         return SIZED.get(max_clients)
 
 
-def _no_resend(handle: typing.Any) -> None:
-    """Send the request of `handle` on a connection of its own: libcurl
-    silently sends a request again, on a new connection, when a reused
-    keep-alive connection dies before any of the response arrived, even
-    when the server read it (a POST would arrive twice while the engine
-    counts one attempt).  A fresh connection is never resent on."""
+class _Prepare:
+    """The ``prepare_curl_callback`` of one attempt's transfers.
+
+    libcurl silently sends a request again, on a new connection, when a
+    reused keep-alive connection dies before any of the response arrived,
+    even when the server read it.  A request that may not be sent twice
+    (`fresh`) goes on a connection of its own, which libcurl never resends
+    on.  Any other may be resent, but never unseen: :class:`_Sends` counts
+    the sends of the transfer.  tornado resets each handle once its
+    transfer is done, so nothing set here outlives the transfer.  The
+    caller's own callback is called last.
+
+    """
+
+    __slots__ = ('fresh', 'inflight')
+
+    def __init__(self, inflight: _transports.Inflight, fresh: bool) -> None:
+        self.inflight, self.fresh = inflight, fresh
+
+    def __call__(self, handle: typing.Any) -> None:
+        fresh_connect, prereq = _OPTIONS or _options()
+        if self.fresh:
+            handle.setopt(fresh_connect, 1)
+        elif prereq is not None:  # libcurl 7.80, pycurl 7.45 or later
+            handle.setopt(prereq, _Sends(self.inflight))
+        user_prepare = self.inflight.user_prepare
+        if user_prepare is not None:
+            user_prepare(handle)
+
+
+class _Sends:
+    """libcurl's PREREQFUNCTION for one transfer: called each time libcurl
+    is about to send the request, so a call after the first is a resend,
+    which the attempt's :class:`~._transports.Inflight` records (the
+    engine makes it an attempt of its own in ``records``), or refuses once
+    ``max_http_attempts`` is reached: the transfer is then aborted."""
+
+    __slots__ = ('inflight', 'last')
+
+    def __init__(self, inflight: _transports.Inflight) -> None:
+        self.inflight = inflight
+        #: the connection of the last send: (peer, port, local port)
+        self.last: typing.Optional[typing.Tuple[str, int, int]] = None
+
+    def __call__(self, peer: str, local: str, peer_port: int,
+                 local_port: int) -> int:
+        last, self.last = self.last, (peer, peer_port, local_port)
+        if last is not None and not self.inflight.resent(
+                _resend_error(*last)):
+            # the connection of the previous send died before any of the
+            # response arrived, and the attempts are used up: no resend
+            return _PREREQFUNC_ABORT
+        return _PREREQFUNC_OK
+
+
+# pycurl's FRESH_CONNECT and PREREQFUNCTION (None where libcurl < 7.80 or
+# pycurl < 7.45 lack it: resends are not seen then), once pycurl is used
+_OPTIONS: typing.Optional[typing.Tuple[int, typing.Optional[int]]] = None
+
+
+def _options() -> typing.Tuple[int, typing.Optional[int]]:
+    global _OPTIONS
     import pycurl  # only with curl_httpclient
-    handle.setopt(pycurl.FRESH_CONNECT, 1)
+    _OPTIONS = (pycurl.FRESH_CONNECT,
+                getattr(pycurl, 'PREREQFUNCTION', None))
+    return _OPTIONS
+
+
+# PREREQFUNCTION's answers (curl.h)
+_PREREQFUNC_OK, _PREREQFUNC_ABORT = 0, 1
+
+
+def _resend_error(peer: str, port: int,
+                  local_port: int) -> ConnectionResetError:
+    return ConnectionResetError(
+        f'The kept-alive connection to {peer}:{port} (local port '
+        f'{local_port}) closed before any of the response arrived; '
+        'libcurl sent the request again on a new connection')
 
 
 def _dequeue(client: typing.Any, request: httpclient.HTTPRequest) -> None:
