@@ -200,12 +200,13 @@ def test_accept_encoding_computed_at_import() -> None:
     ({'decompress_response': True}, False),
     ({'use_gzip': False}, False),
     ({'use_gzip': True}, False),
-    ({'streaming_callback': print}, False),
+    ({'streaming_callback': print}, True),
+    ({'streaming_callback': print, 'decompress_response': True}, False),
 ])
 def test_package_decompresses(options: typing.Dict[str, typing.Any],
                               expected: bool) -> None:
     """The package decompresses unless the caller names tornado's
-    decompress_response (or use_gzip) or streams the body."""
+    decompress_response (or use_gzip), a streamed body included."""
     assert _request.package_decompresses(options) is expected
 
 
@@ -498,14 +499,51 @@ class CompressionCases(support.ServerTestCase):
         self.assertEqual(raw.body, JSON_BYTES)
 
     @testing.gen_test
-    async def test_streaming_gets_tornados_decompression(self) -> None:
-        """A streaming_callback receives the body tornado decompressed."""
+    async def test_streaming_gets_the_packages_decompression(self) -> None:
+        """A streaming_callback receives the body decompressed by the
+        package, in every coding it advertises (tornado decoded gzip
+        only), and the header says what was undone."""
+        for path, coding in (('/gzip-json', 'gzip'), ('/br-json', 'br'),
+                             ('/zstd-json', 'zstd')):
+            with self.subTest(coding=coding):
+                chunks: typing.List[bytes] = []
+                response = await self.call(path,
+                                           streaming_callback=chunks.append)
+                self.assertEqual(response.code, 200)
+                self.assertEqual(self.sent_accept_encoding(),
+                                 _codings.ACCEPT_ENCODING)
+                self.assertEqual(b''.join(chunks), JSON_BYTES)
+                self.assertEqual(
+                    response.headers.get('X-Consumed-Content-Encoding'),
+                    coding)
+                self.assertEqual(response.records[0].streamed,
+                                 len(JSON_BYTES))
+
+    @testing.gen_test
+    async def test_streaming_with_tornados_decompression(self) -> None:
+        """decompress_response=True with a streaming_callback: tornado
+        decompresses, as in 2.x."""
         chunks: typing.List[bytes] = []
-        response = await self.call('/gzip-json',
-                                    streaming_callback=chunks.append)
+        response = await self.call('/gzip-json', decompress_response=True,
+                                   streaming_callback=chunks.append)
         self.assertEqual(response.code, 200)
         self.assertNotIn('br', self.sent_accept_encoding() or '')
         self.assertEqual(b''.join(chunks), JSON_BYTES)
+
+    @testing.gen_test
+    async def test_a_corrupt_streamed_body(self) -> None:
+        """A corrupt streamed br body fails its attempt with the
+        DecompressionError, sent once, as without streaming."""
+        chunks: typing.List[bytes] = []
+        response = await self.call('/corrupt-br',
+                                   streaming_callback=chunks.append)
+        self.assertFalse(response.ok)
+        self.assertEqual((len(self.log), chunks), (1, []))
+        error = response.exceptions[0]
+        self.assertIsInstance(error, _content.DecompressionError)
+        self.assertTrue(str(error).startswith('invalid br body: '))
+        self.assertEqual(response.stop_reason,
+                         http.StopReason.NOT_RETRYABLE)
 
     @testing.gen_test
     async def test_corrupt_body(self) -> None:

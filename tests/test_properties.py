@@ -11,7 +11,9 @@ import math
 import typing
 import zlib
 
+import brotli
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tornado import httpclient, httputil
@@ -404,3 +406,66 @@ def test_response_properties_never_raise(
     assert isinstance(response.links, list)
     repr(response)
     assert response.attempts == 1 and response.history == [raw]
+
+
+# -- StreamDecoder: decompress(), chunk by chunk ------------------------------
+
+
+def _all_codings(data: bytes) -> typing.List[typing.Tuple[str, bytes]]:
+    gzipped, zlib_format, raw = _compressed(data)
+    half = len(data) // 2
+    return [
+        ('gzip', gzipped),
+        ('gzip', gzip.compress(data[:half]) + gzip.compress(data[half:])),
+        ('deflate', zlib_format), ('deflate', raw),
+        ('br', brotli.compress(data)),
+        ('zstd', zstandard.ZstdCompressor().compress(data)
+         + zstandard.ZstdCompressor().compress(data[:half])),
+        ('gzip, br', brotli.compress(gzip.compress(data))),
+        ('identity', data),
+    ]
+
+
+streamed_bodies = st.builds(
+    lambda data, which, cut, junk: (
+        _all_codings(data)[which][0],
+        _all_codings(data)[which][1][:cut] + junk),
+    st.binary(max_size=2000), st.integers(0, 7), st.integers(0, 3000),
+    st.one_of(st.just(b''), st.binary(max_size=8)))
+
+
+def _streamed(encoding: str, data: bytes,
+              cuts: typing.List[int]) -> bytes:
+    """`data` fed to a StreamDecoder in the chunks `cuts` make."""
+    decoder = _codings.StreamDecoder(encoding)
+    out: typing.List[bytes] = []
+    start = 0
+    for cut in [*sorted(cut % (len(data) + 1) for cut in cuts), len(data)]:
+        out.extend(decoder.feed(data[start:cut]))
+        start = max(start, cut)
+    out.extend(decoder.end())
+    assert all(out), 'no empty pieces'
+    return b''.join(out)
+
+
+@PROPERTY
+@given(streamed_bodies, st.lists(st.integers(0, 4000), max_size=12))
+def test_a_streamed_body_decompresses_as_a_whole_one_does(
+        body: typing.Tuple[str, bytes], cuts: typing.List[int]) -> None:
+    """However the body is cut into chunks, StreamDecoder gives what
+    decompress() gives, or fails as it does (truncated or not; of stacked
+    codings, the inner one may see a cut outer one's garbage first)."""
+    encoding, data = body
+    try:
+        expected: typing.Union[bytes, bool] = _codings.decompress(
+            data, encoding, 10 ** 9)
+    except _codings.DecompressionError as error:
+        expected = error.truncated
+    try:
+        got: typing.Union[bytes, bool] = _streamed(encoding, data, cuts)
+    except _codings.DecompressionError as error:
+        got = error.truncated
+    if isinstance(expected, bool) and ',' in encoding:
+        assert isinstance(got, bool)
+    else:
+        assert got == expected

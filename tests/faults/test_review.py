@@ -1,9 +1,7 @@
 """An adversarial review of the transports under faults (issue 8): each
 test here showed a bug the fault suite let through, and is a regression
-test now that it is fixed; one is still marked ``xfail`` (strictly) on
-the client where tornado itself stands in the way (a corrupt gzip body
-streamed through simple_httpclient), and the last one pins down what held
-(hop bodies and header lines of a streamed redirect).
+test now that it is fixed; the last one pins down what held (hop bodies
+and header lines of a streamed redirect).
 
 Every test runs in an event loop of its own (``in_a_loop_on_every_client``
 of :mod:`tests.faults.test_protocol`), with short timeouts and bounded
@@ -24,7 +22,7 @@ import pytest
 from tornado import httpclient
 
 from sprockets.mixins import http
-from sprockets.mixins.http import _transports
+from sprockets.mixins.http import _content, _transports
 from tests import support
 from tests.faults import misbehaving
 from tests.faults.misbehaving import MisbehavingServer, response
@@ -35,16 +33,6 @@ TLS = pathlib.Path(__file__).resolve().parent.parent / 'tls'
 
 #: Seconds within which a cancelled call's connection must be closed.
 PROMPT = 1.0
-
-
-def only(implementation: str, reason: str) -> typing.Dict[str, str]:
-    """``xfail=`` for a bug of one client."""
-    return {implementation: reason}
-
-
-def both(reason: str) -> typing.Dict[str, str]:
-    """``xfail=`` for a bug of every client."""
-    return dict.fromkeys(support.IMPLEMENTATIONS.values(), reason)
 
 
 class ErrorLog(logging.Handler):
@@ -485,18 +473,15 @@ async def test_a_callback_that_never_returns_does_not_outlast_the_deadline(
 
 # -- 6. a streamed body in a coding that cannot be undone --------------------
 
-@in_a_loop_on_every_client(xfail=only(
-    support.SIMPLE,
-    'with a streaming_callback tornado decompresses; simple_httpclient '
-    'turns the HTTPInputError("invalid gzip data") into "Connection '
-    'closed", which is a broken connection: the decoding error is lost '
-    'and the same corrupt body is fetched three times (curl: once, with '
-    'CURLE_BAD_CONTENT_ENCODING, fatal)'))
+@in_a_loop_on_every_client()
 async def test_a_streamed_corrupt_gzip_body_is_fetched_once(
         implementation: str) -> None:
     """A 200 whose gzip body is corrupt, streamed: a failed attempt whose
     error says the body could not be decoded, not retried (the same body
-    would come again), as without streaming and on curl."""
+    would come again), as without streaming.  simple_httpclient, left to
+    decompress, turned tornado's HTTPInputError("invalid gzip data") into
+    "Connection closed" and the same body was fetched three times: the
+    package decompresses streamed bodies itself now."""
     server = MisbehavingServer(misbehaving.respond(response(
         '200 OK', b'\x1f\x8b\x08\x00' + b'not gzip at all' * 4,
         headers=['Content-Encoding: gzip'])))
@@ -507,6 +492,8 @@ async def test_a_streamed_corrupt_gzip_body_is_fetched_once(
     assert not result.ok
     assert len(server.requests) == 1, [str(e) for e in result.exceptions]
     assert 'Connection closed' not in str(result.exceptions[0])
+    assert isinstance(result.exceptions[0], _content.DecompressionError)
+    assert chunks == []
 
 
 # -- 7. the record of a body handed on at the end ----------------------------

@@ -12,10 +12,12 @@ import socket
 import struct
 import tracemalloc
 import typing
+import zlib
 
 from tornado import testing, web
 
 from sprockets.mixins import http
+from sprockets.mixins.http import _content
 from tests import support
 
 #: the first part of each streamed body, sent before the server waits
@@ -51,8 +53,11 @@ class PartsHandler(web.RequestHandler):
         status = (int(self.get_argument('status', '503'))
                   if state.requests <= failures else 200)
         self.set_status(status)
-        self.set_header('Content-Length', str(len(HEAD) + len(TAIL)))
-        self.write(HEAD)
+        head, tail = HEAD, TAIL
+        if self.get_argument('coding', None) == 'gzip':
+            head, tail = self.gzipped(status)
+        self.set_header('Content-Length', str(len(head) + len(tail)))
+        self.write(head)
         await self.flush()
         # a body that should be kept back: wait in vain, shortly
         patience = (PATIENCE if status == 200
@@ -63,7 +68,23 @@ class PartsHandler(web.RequestHandler):
         except asyncio.TimeoutError:
             state.live.append(False)
         state.first_part.clear()
-        self.write(TAIL)
+        self.write(tail)
+
+    def gzipped(self, status: int) -> typing.Tuple[bytes, bytes]:
+        """HEAD and TAIL in gzip (HEAD decodable on its own); with
+        ``?broken=corrupt`` or ``cut`` the tail of a ``?broken_on=``
+        (200) response is garbage, or ends before the gzip does."""
+        self.set_header('Content-Encoding', 'gzip')
+        compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+        head = compressor.compress(HEAD) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        tail = compressor.compress(TAIL) + compressor.flush()
+        if status == int(self.get_argument('broken_on', '200')):
+            broken = self.get_argument('broken', None)
+            if broken == 'corrupt':
+                tail = b'\xff' * len(tail)
+            elif broken == 'cut':
+                tail = tail[:-8]
+        return head, tail
 
 
 class BigHandler(web.RequestHandler):
@@ -127,6 +148,57 @@ class StreamingCases(support.ServerTestCase):
         self.assertEqual(b''.join(chunks), HEAD + TAIL)
         self.assertEqual(self.state.live, [True])
         self.assertEqual(response.records[0].streamed, len(HEAD + TAIL))
+
+    @testing.gen_test(timeout=30)
+    async def test_a_compressed_body_streams_decompressed_as_it_arrives(
+            self) -> None:
+        """A gzip body's decompressed chunks reach the callback before the
+        server sends the rest: the package decompresses chunk by chunk."""
+        chunks, collect = self.collector()
+        response = await self.fetch('/parts?coding=gzip',
+                                    streaming_callback=collect)
+        self.assertTrue(response.ok, response.exceptions)
+        self.assertEqual(b''.join(chunks), HEAD + TAIL)
+        self.assertEqual(self.state.live, [True])
+        self.assertEqual(response.records[0].streamed, len(HEAD + TAIL))
+        self.assertEqual(response.headers.get('X-Consumed-Content-Encoding'),
+                         'gzip')
+
+    @testing.gen_test(timeout=30)
+    async def test_a_compressed_body_that_breaks_off_is_not_sent_again(
+            self) -> None:
+        """A streamed gzip body that turns corrupt, or ends before its
+        gzip does, after the caller consumed part of it: the call stops
+        (stream-interrupted) with the DecompressionError, sent once."""
+        for broken, truncated in (('corrupt', False), ('cut', True)):
+            with self.subTest(broken=broken):
+                self.state.requests = 0
+                chunks, collect = self.collector()
+                response = await self.fetch(
+                    f'/parts?coding=gzip&broken={broken}',
+                    streaming_callback=collect)
+                self.assertEqual(self.state.requests, 1)
+                self.assertEqual(response.stop_reason,
+                                 http.StopReason.STREAM_INTERRUPTED)
+                self.assertTrue(b''.join(chunks).startswith(HEAD))
+                error = response.exceptions[-1]
+                self.assertIsInstance(error, _content.DecompressionError)
+                self.assertIs(error.truncated, truncated)
+                self.assertFalse(response.ok)
+
+    @testing.gen_test(timeout=30)
+    async def test_a_retried_compressed_body_is_never_decoded(self) -> None:
+        """A 503 whose gzip body is corrupt, retried: its body is kept
+        back as it arrived and thrown away, never decoded; the 200's
+        streams decompressed."""
+        chunks, collect = self.collector()
+        response = await self.fetch(
+            '/parts?failures=1&status=503&coding=gzip&broken=corrupt'
+            '&broken_on=503', streaming_callback=collect)
+        self.assertTrue(response.ok, response.exceptions)
+        self.assertEqual([record.status for record in response.records],
+                         [503, 200])
+        self.assertEqual(b''.join(chunks), HEAD + TAIL)
 
     @testing.gen_test(timeout=30)
     async def test_a_retried_body_is_withheld_and_the_last_one_streams(

@@ -89,7 +89,7 @@ class Attempt:
             self.relay = _streaming.Relay(
                 stream, options.get('header_callback'),
                 self._body_is_answer(is_final or _always_final),
-                self.inflight.abort, self._cancelled)
+                self.inflight.abort, self._cancelled, self.decompress)
             options['streaming_callback'] = self.relay.chunk
             options['header_callback'] = self.relay.header_line
         connect_timeout, request_timeout = timeouts
@@ -123,6 +123,7 @@ class Attempt:
         """
         relay = self.relay
         error: typing.Optional[BaseException] = None
+        answered: typing.Optional[httpclient.HTTPResponse] = None
         try:
             result, redirect_loop = await observer.sending(
                 self._send(client, observer))
@@ -133,6 +134,7 @@ class Attempt:
         except Exception as raised:  # recorded, never raised
             error = raised
         else:
+            answered = result
             if result.code == 599 and result.error is not None:
                 # a response object that is really a transport failure (a
                 # patched fetch may return one): no response arrived
@@ -142,8 +144,13 @@ class Attempt:
             # what failed is the send before (not the transport's "aborted")
             error = self.inflight.refused
         if relay is not None:
+            if error is None:
+                relay.end_of_body()
             await relay.finished(self._callback_limit())
             record.streamed = relay.streamed
+            if relay.content_error is not None:
+                return self._undecodable(response, record, answered,
+                                         relay.content_error)
             if relay.error is not None:
                 return self._callback_failed(response, record, relay.error)
         if error is not None:
@@ -259,6 +266,20 @@ class Attempt:
             return is_final(status, headers)
 
         return body_is_answer
+
+    def _undecodable(self, response: _response.HTTPResponse,
+                     record: _response.AttemptRecord,
+                     result: typing.Optional[httpclient.HTTPResponse],
+                     error: _content.DecompressionError) -> Outcome:
+        """The streamed body could not be decompressed: a failed attempt,
+        as a body that cannot be decompressed is without streaming (its
+        response, when one arrived, in the error's ``response``), never
+        sent again once part of it reached the caller."""
+        if result is not None and result.code != 599:
+            error.response = result
+        response.record_exception(record, error)
+        return Outcome(failure=content_failure(error),
+                       stream_interrupted=bool(record.streamed))
 
     def _callback_failed(self, response: _response.HTTPResponse,
                          record: _response.AttemptRecord,

@@ -15,6 +15,7 @@ __all__ = [
     'ACCEPT_ENCODING',
     'MAX_DECOMPRESSED_SIZE',
     'DecompressionError',
+    'StreamDecoder',
     'accept_encoding',
     'decompress',
 ]
@@ -260,4 +261,254 @@ _DECODERS: typing.Dict[str, typing.Callable[[bytes, int], bytes]] = {
     'deflate': _inflate,
     'br': _unbrotli,
     'zstd': _unzstd,
+}
+
+
+class StreamDecoder:
+    """Undoes a ``Content-Encoding`` chunk by chunk, as a streamed body
+    arrives: what :func:`decompress` does for a whole body, with the same
+    codings, the same errors and the same output.
+
+    Each :meth:`feed` returns the pieces decompressed so far, none larger
+    than a few MiB however the body expands (a piece is handed on before
+    the next is made); :meth:`end` says whether the body ended where its
+    coding did.  Linear in the body's size, however many gzip members or
+    zstd frames it holds.
+
+    :param content_encoding: the Content-Encoding header value
+    :raises DecompressionError: for a coding this installation cannot
+        decode (the message names the extra to install)
+
+    """
+
+    __slots__ = ('_steps',)
+
+    def __init__(self, content_encoding: str) -> None:
+        steps: typing.List[_Step] = []
+        for coding in reversed([coding.strip().lower()
+                                for coding in content_encoding.split(',')]):
+            if coding in ('', 'identity'):
+                continue
+            step = _STREAMED.get(coding)
+            if step is None:
+                raise DecompressionError(
+                    f'unsupported Content-Encoding {coding!r}')
+            steps.append(step(coding))
+        self._steps = steps
+
+    def feed(self, data: bytes) -> typing.Iterator[bytes]:
+        """Decompress the next `data` of the body: its pieces, in order.
+
+        :raises DecompressionError: for a corrupt body
+
+        """
+        return self._through(0, [data], final=False)
+
+    def end(self) -> typing.Iterator[bytes]:
+        """The body ended: the pieces still held back, in order.
+
+        :raises DecompressionError: for a body that ended before its
+            coding did (``truncated``)
+
+        """
+        return self._through(0, [], final=True)
+
+    def _through(self, index: int, pieces: typing.Iterable[bytes],
+                 final: bool) -> typing.Iterator[bytes]:
+        if index == len(self._steps):
+            for piece in pieces:
+                if piece:
+                    yield piece
+            return
+        step = self._steps[index]
+        decoded = _decoded(step, pieces, final)
+        yield from self._through(index + 1, decoded, final)
+
+
+def _decoded(step: _Step, pieces: typing.Iterable[bytes],
+             final: bool) -> typing.Iterator[bytes]:
+    try:
+        for piece in pieces:
+            yield from step.feed(piece)
+        if final:
+            yield from step.end()
+    except DecompressionError:
+        raise
+    except Exception as error:  # zlib.error, brotli.error, ZstdError
+        raise DecompressionError(
+            f'invalid {step.coding} body: {error}') from error
+
+
+# the most one call to a decompressor produces, streamed
+_PIECE = 1024 * 1024
+
+
+class _Step:
+    """One coding of a :class:`StreamDecoder`."""
+
+    __slots__ = ('coding', 'fed')
+
+    def __init__(self, coding: str) -> None:
+        self.coding = coding
+        #: whether any of the body came: an empty body is no truncation
+        self.fed = False
+
+    def feed(self, data: bytes) -> typing.Iterator[bytes]:
+        raise NotImplementedError  # pragma: no cover
+
+    def end(self) -> typing.Iterator[bytes]:
+        raise NotImplementedError  # pragma: no cover
+
+    def truncated(self) -> DecompressionError:
+        return DecompressionError(f'truncated {self.coding} body',
+                                  truncated=True)
+
+
+class _ZlibStep(_Step):
+    """gzip (members concatenated) and deflate (zlib or raw), fed in steps
+    that start small at each member, as :func:`_zlib` is."""
+
+    __slots__ = ('_head', '_inflater', '_members', '_step', '_wbits')
+
+    def __init__(self, coding: str) -> None:
+        super().__init__(coding)
+        self._members = coding != 'deflate'
+        self._wbits: typing.Optional[int] = (
+            16 + zlib.MAX_WBITS if self._members else None)
+        self._head = b''  # deflate: the bytes that tell zlib from raw
+        self._inflater: typing.Any = None
+        self._step = _FIRST_STEP
+
+    def feed(self, data: bytes) -> typing.Iterator[bytes]:
+        if not data:
+            return
+        self.fed = True
+        if self._wbits is None:  # deflate: zlib format, or raw deflate
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, b''
+            self._wbits = (zlib.MAX_WBITS if _zlib_header(data)
+                           else -zlib.MAX_WBITS)
+        view = memoryview(data)
+        offset, total = 0, len(view)
+        while offset < total:
+            inflater = self._inflater
+            if inflater is None or inflater.eof:
+                if inflater is not None and not self._members:
+                    raise DecompressionError(
+                        f'{total - offset} bytes of trailing data after '
+                        f'the {self.coding} body')
+                inflater = self._inflater = zlib.decompressobj(self._wbits)
+                self._step = _FIRST_STEP
+            fed = view[offset:offset + self._step]
+            pending = fed
+            while True:
+                piece = inflater.decompress(pending, _PIECE)
+                if piece:
+                    yield piece
+                pending = inflater.unconsumed_tail
+                if not pending or inflater.eof:
+                    break
+            offset += len(fed) - len(inflater.unused_data)
+            self._step = min(self._step * 2, _STEP)
+
+    def end(self) -> typing.Iterator[bytes]:
+        if self._head:  # a deflate body of one byte
+            raise self.truncated()
+        if self.fed and (self._inflater is None or not self._inflater.eof):
+            raise self.truncated()
+        return iter(())
+
+
+def _zlib_header(data: bytes) -> bool:
+    """Whether `data` starts with a zlib header (RFC 9110's deflate), not
+    raw deflate, which some servers send."""
+    return (data[0] & 0x0F == 8 and data[0] >> 4 <= 7
+            and (data[0] << 8 | data[1]) % 31 == 0)
+
+
+class _BrotliStep(_Step):
+    __slots__ = ('_decompressor',)
+
+    def __init__(self, coding: str) -> None:
+        super().__init__(coding)
+        if brotli is None:
+            raise DecompressionError(
+                'a br body needs the brotli package (1.2 or newer): install '
+                'sprockets.mixins.http[brotli]')
+        self._decompressor = brotli.Decompressor()
+
+    def feed(self, data: bytes) -> typing.Iterator[bytes]:
+        if not data:
+            return
+        self.fed = True
+        decompressor = self._decompressor
+        if decompressor.is_finished():
+            raise DecompressionError(
+                f'{len(data)} bytes of trailing data after the br body')
+        piece = decompressor.process(data, output_buffer_limit=_PIECE)
+        while True:
+            if piece:
+                yield piece
+            if (decompressor.is_finished()
+                    or decompressor.can_accept_more_data()):
+                return
+            piece = decompressor.process(b'', output_buffer_limit=_PIECE)
+
+    def end(self) -> typing.Iterator[bytes]:
+        if self.fed and not self._decompressor.is_finished():
+            raise self.truncated()
+        return iter(())
+
+
+class _ZstdStep(_Step):
+    """zstd frames, one decompressobj each, fed in steps small enough that
+    no call makes more than about :data:`_PIECE` bytes."""
+
+    __slots__ = ('_context', '_decompressor', '_step')
+
+    def __init__(self, coding: str) -> None:
+        super().__init__(coding)
+        if zstandard is None:
+            raise DecompressionError(
+                'a zstd body needs the zstandard package: install '
+                'sprockets.mixins.http[zstd]')
+        self._context = zstandard.ZstdDecompressor()
+        self._decompressor: typing.Any = None
+        self._step = _FIRST_STEP
+
+    def feed(self, data: bytes) -> typing.Iterator[bytes]:
+        if not data:
+            return
+        self.fed = True
+        view = memoryview(data)
+        offset, total = 0, len(view)
+        most = max(256, _PIECE // _ZSTD_RATIO)
+        while offset < total:
+            decompressor = self._decompressor
+            if decompressor is None or decompressor.eof:
+                decompressor = self._decompressor = (
+                    self._context.decompressobj())
+                self._step = _FIRST_STEP
+            fed = view[offset:offset + min(self._step, most)]
+            piece = decompressor.decompress(fed)
+            if piece:
+                yield piece
+            offset += len(fed) - len(decompressor.unused_data)
+            self._step *= 2
+
+    def end(self) -> typing.Iterator[bytes]:
+        if self.fed and (self._decompressor is None
+                         or not self._decompressor.eof):
+            raise self.truncated()
+        return iter(())
+
+
+_STREAMED: typing.Dict[str, typing.Callable[[str], _Step]] = {
+    'gzip': _ZlibStep,
+    'x-gzip': _ZlibStep,
+    'deflate': _ZlibStep,
+    'br': _BrotliStep,
+    'zstd': _ZstdStep,
 }

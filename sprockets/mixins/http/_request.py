@@ -253,11 +253,11 @@ def default_policy(max_attempts: typing.Any,
 def package_decompresses(options: typing.Mapping[str, typing.Any]) -> bool:
     """Say whether the package, not tornado, undoes the Content-Encoding
     of a call with these tornado `options`: when they name neither
-    ``decompress_response`` nor its alias ``use_gzip`` and stream nothing
-    (a ``streaming_callback`` receives what tornado decompressed)."""
+    ``decompress_response`` nor its alias ``use_gzip`` (a body streamed
+    to a ``streaming_callback`` included: the package's relay decompresses
+    it chunk by chunk)."""
     return (options.get('decompress_response') is None
-            and options.get('use_gzip') is None
-            and options.get('streaming_callback') is None)
+            and options.get('use_gzip') is None)
 
 
 def _timeout(name: str, value: typing.Optional[float], attribute: str,

@@ -9,6 +9,14 @@ response is final (the policy will not retry it), and then either hands
 each chunk on at once (*live*) or keeps it back (*withheld*) until the
 engine knows whether the attempt is the one returned.
 
+When the package decompresses (``decompress_response`` not given), the
+chunks tornado hands over are the body as it arrived, and the relay undoes
+its ``Content-Encoding`` as it hands them on (a body kept back stays as it
+arrived until it is handed on, so a redirect's or a retried response's is
+never decoded): a body that cannot be decoded ends the attempt as a body
+that cannot be decompressed does without streaming, with the
+``DecompressionError`` in :attr:`Relay.content_error`.
+
 A callback that raises (at once, or in the awaitable it returns) ends the
 attempt: the relay keeps the first exception, closes the attempt's
 connection, and passes nothing more on.  Awaitables a callback returns
@@ -28,6 +36,7 @@ import typing
 
 from tornado import httputil
 
+from sprockets.mixins.http import _codings
 from sprockets.mixins.http._reasons import StopReason
 
 __all__ = ['IsFinal', 'Relay']
@@ -53,12 +62,15 @@ class Relay:
         raises)
     :param gone: whether the attempt was cancelled (its chunks are then
         dropped)
+    :param decompress: whether the chunks are to be decompressed (the
+        package undoes the Content-Encoding, not tornado)
 
     """
 
-    __slots__ = ('_abort', '_callback', '_cancelled', '_gone',
-                 '_header_callback', '_headers', '_is_final', '_pending',
-                 '_running', '_status', 'error', 'final', 'live', 'streamed',
+    __slots__ = ('_abort', '_callback', '_cancelled', '_decoder',
+                 '_decompress', '_encoding', '_gone', '_header_callback',
+                 '_headers', '_is_final', '_pending', '_running', '_status',
+                 'content_error', 'error', 'final', 'live', 'streamed',
                  'withheld')
 
     def __init__(self, callback: Callback,
@@ -66,8 +78,8 @@ class Relay:
                      typing.Callable[[str], typing.Any]],
                  is_final: IsFinal,
                  abort: typing.Callable[[], None],
-                 gone: typing.Optional[typing.Callable[[], bool]] = None
-                 ) -> None:
+                 gone: typing.Optional[typing.Callable[[], bool]] = None,
+                 decompress: bool = False) -> None:
         self._callback = callback
         self._header_callback = header_callback
         self._is_final = is_final
@@ -91,8 +103,17 @@ class Relay:
         self.withheld: typing.List[bytes] = []
         #: bytes handed to the callback
         self.streamed = 0
-        #: the first exception the callback raised
+        #: the first exception the callback raised, or the
+        #: :attr:`content_error`
         self.error: typing.Optional[BaseException] = None
+        self._decompress = decompress
+        #: the final response's Content-Encoding, to undo
+        self._encoding: typing.Optional[str] = None
+        self._decoder: typing.Optional[_codings.StreamDecoder] = None
+        #: why the body handed on could not be decompressed: it ended
+        #: the attempt (it is :attr:`error` too)
+        self.content_error: typing.Optional[
+            _codings.DecompressionError] = None
 
     def header_line(self, line: str) -> None:
         """tornado's ``header_callback``: the status line, each header line
@@ -120,6 +141,9 @@ class Relay:
         elif self._status is not None and self._status >= 200:
             self.final = self._is_final(self._status, self._headers)
             self.live = self.final is not None
+            if self._decompress:
+                self._encoding = _encoding(self._headers)
+                self._decoder = None
             if self.live and self.withheld:
                 # curl_httpclient hands on the lines of a short response
                 # after its body: the body is the answer all the same
@@ -141,6 +165,51 @@ class Relay:
             return None
         if not self.live:
             self.withheld.append(chunk)
+            return None
+        if self._encoding is not None:
+            return self._decoded(chunk)
+        return self._hand_on(chunk)
+
+    def _decoded(self, chunk: bytes) -> typing.Optional[
+            asyncio.Future[None]]:
+        """Hand on what `chunk` of the body decompresses to (the last
+        awaitable, which simple_httpclient awaits)."""
+        waiter = None
+        try:
+            if self._decoder is None:
+                self._decoder = _codings.StreamDecoder(
+                    typing.cast(str, self._encoding))
+            for piece in self._decoder.feed(chunk):
+                waiter = self._hand_on(piece)
+                if self.error is not None:
+                    break
+        except _codings.DecompressionError as error:
+            self._undecodable(error)
+        return waiter
+
+    def end_of_body(self) -> None:
+        """The body handed on is complete: hand on what its decompressor
+        still held, or fail with a :attr:`content_error` when the body
+        ended before its coding did."""
+        decoder, self._decoder = self._decoder, None
+        if (decoder is None or self.error is not None or self._cancelled
+                or not self.live):
+            return
+        try:
+            for piece in decoder.end():
+                self._hand_on(piece)
+        except _codings.DecompressionError as error:
+            self._undecodable(error)
+
+    def _undecodable(self, error: _codings.DecompressionError) -> None:
+        if self.error is None:
+            self.content_error = error
+            self._fail(error)
+
+    def _hand_on(self, chunk: bytes) -> typing.Optional[
+            asyncio.Future[None]]:
+        """Hand `chunk` to the caller's callback."""
+        if self.error is not None:
             return None
         self.streamed += len(chunk)
         try:
@@ -222,8 +291,18 @@ class Relay:
         chunks, self.withheld, self.live = self.withheld, [], True
         for chunk in chunks:
             self.chunk(chunk)
+        self.end_of_body()
         await self.finished(limit)
         return self.error
+
+
+def _encoding(headers: httputil.HTTPHeaders) -> typing.Optional[str]:
+    """The Content-Encoding to undo, or :data:`None` for none."""
+    values = headers.get_list('Content-Encoding')
+    encoding = ','.join(values) if values else None
+    if not encoding or encoding.strip().lower() == 'identity':
+        return None
+    return encoding
 
 
 def _close_unstarted(awaitable: typing.Awaitable[typing.Any]) -> None:
