@@ -1,5 +1,11 @@
 """The benchmark matrix: what the project costs per call next to bare
-tornado clients, sprockets.mixins.http 2.6.0 and bare aiohttp.
+tornado clients (simple, curl and the package's aiohttp client),
+sprockets.mixins.http 2.6.0 and bare aiohttp.
+
+The clients: tornado's ``simple_httpclient`` and ``curl_httpclient`` and
+the package's ``AiohttpAsyncHTTPClient``, each bare (``raw``) and under
+the project's mixin, the first two also under 2.6.0 (which has no
+aiohttp client); and bare aiohttp.
 
 From a fresh clone::
 
@@ -26,8 +32,9 @@ What it does, each step bounded in time:
    gives the raw clients and aiohttp exactly the project's headers, then
    checks that they send the same request;
 5. runs each cell (a client on a workload) in a fresh process, repetitions
-   interleaved, and prints medians with min-max, and ratios measured in
-   the same run.
+   interleaved, and prints medians with min-max, ratios measured in the
+   same run, and the targets of issues 9 and 10 as this run measured
+   them.
 
 Ctrl-C stops it and the upstream.  Loopback only.
 
@@ -71,7 +78,10 @@ CELL_TIMEOUT = 180  # seconds; a cell that takes longer is reported failed
 class Client(typing.NamedTuple):
     key: str
     kind: str  # raw, v2, project, aiohttp
-    impl: typing.Optional[str]  # simple, curl, None for aiohttp
+    # the AsyncHTTPClient implementation (matrix_cell.IMPLEMENTATIONS):
+    # simple, curl, aiohttp (the package's AiohttpAsyncHTTPClient); None
+    # for bare aiohttp
+    impl: typing.Optional[str]
 
 
 CLIENTS = [Client('raw simple', 'raw', 'simple'),
@@ -80,7 +90,20 @@ CLIENTS = [Client('raw simple', 'raw', 'simple'),
            Client('raw curl', 'raw', 'curl'),
            Client('2.6.0 curl', 'v2', 'curl'),
            Client('project curl', 'project', 'curl'),
+           # 2.6.0 has no aiohttp client: no 2.6.0 cell on it
+           Client('raw aiohttp-client', 'raw', 'aiohttp'),
+           Client('project aiohttp', 'project', 'aiohttp'),
            Client('aiohttp', 'aiohttp', None)]
+
+
+def peer(kind: str, impl: typing.Optional[str]) -> typing.Optional[str]:
+    """The key of the client of that kind on that implementation."""
+    return next((client.key for client in CLIENTS
+                 if client.kind == kind and client.impl == impl), None)
+
+
+def needs_aiohttp(client: Client) -> bool:
+    return client.kind == 'aiohttp' or client.impl == 'aiohttp'
 
 
 class Workload(typing.NamedTuple):
@@ -118,7 +141,7 @@ def _grid() -> typing.Dict[str, Workload]:
 
 
 WORKLOADS = _grid()
-# the default grid: every cell of the issue's targets
+# the default grid: every cell of the targets of issues 9 and 10
 QUICK = ['small msgpack c1', 'small msgpack c50', 'small json c50',
          'large msgpack c50', 'large json c50', 'retry 503-200 c50',
          'https c50']
@@ -443,7 +466,7 @@ def capture_requests(runner: Runner, clients: typing.List[Client],
         out = runner.run(client, dict(spec, headers=given))
         out['headers'] = given
         captured[client.key] = out
-        mirror = f'project {client.impl or "curl"}'
+        mirror = peer('project', client.impl or 'curl') or ''
         theirs = captured.get(mirror, {}).get('heads')
         if theirs is not None and 'heads' in out:
             out['same_as'] = mirror
@@ -524,14 +547,21 @@ def render(results: typing.Dict[str, typing.Dict[str, Runs]],
                 continue
             versus_raw = versus_v2 = None
             if client.kind in ('project', 'v2'):
-                versus_raw = ratio(runs, cells.get(f'raw {client.impl}', []))
+                versus_raw = ratio(runs, cells.get(
+                    peer('raw', client.impl) or '', []))
             if client.kind == 'project':
-                versus_v2 = ratio(runs, cells.get(f'2.6.0 {client.impl}', []))
+                versus_v2 = ratio(runs, cells.get(
+                    peer('v2', client.impl) or '', []))
             failed = len(runs) - len(good)
             note = f' ({failed} failed)' if failed else ''
             fewer = min(run['concurrency'] for run in good)
             if fewer < workload.concurrency:
                 note += f' †{fewer}'
+            expected = 2 if workload.retry else 1
+            made = [run['attempts_per_call'] for run in good
+                    if run.get('attempts_per_call') is not None]
+            if made and max(made) != expected:
+                note += f' ‡{max(made):.3f}'
             lines.append(
                 f'| {workload.key} | {client.key}{note} | '
                 f'{spread([run["cpu_us"] for run in good], 1)} | '
@@ -541,49 +571,78 @@ def render(results: typing.Dict[str, typing.Dict[str, Runs]],
     return '\n'.join(lines)
 
 
+AIOHTTP_PAIRS = [('aiohttp', 'raw simple'), ('aiohttp', 'raw curl'),
+                 ('raw aiohttp-client', 'aiohttp'),
+                 ('project simple', 'aiohttp'), ('project curl', 'aiohttp'),
+                 ('project aiohttp', 'aiohttp')]
+
+
 def render_aiohttp(results: typing.Dict[str, typing.Dict[str, Runs]],
                    workloads: typing.List[Workload]) -> str:
-    lines = ['| workload | aiohttp ÷ raw simple | aiohttp ÷ raw curl | '
-             'project simple ÷ aiohttp | project curl ÷ aiohttp |',
-             '|---|---|---|---|---|']
+    lines = ['| workload | ' + ' | '.join(
+        f'{mine} ÷ {theirs}' for mine, theirs in AIOHTTP_PAIRS) + ' |',
+        '|---|' + '---|' * len(AIOHTTP_PAIRS)]
     for workload in workloads:
         cells = results[workload.key]
         if not ok_runs(cells.get('aiohttp', [])):
             continue
-        pairs = [('aiohttp', 'raw simple'), ('aiohttp', 'raw curl'),
-                 ('project simple', 'aiohttp'), ('project curl', 'aiohttp')]
         shown = [show_ratio(ratio(cells.get(mine, []), cells.get(theirs, [])))
-                 for mine, theirs in pairs]
+                 for mine, theirs in AIOHTTP_PAIRS]
         lines.append(f'| {workload.key} | ' + ' | '.join(shown) + ' |')
     return '\n'.join(lines)
 
 
-def render_targets(results: typing.Dict[str, typing.Dict[str, Runs]],
-                   workloads: typing.List[Workload]) -> str:
-    """The issue's targets, as measured in this run."""
-    lines = ['| target | measured | target | met |', '|---|---|---|---|']
-    names = {workload.key for workload in workloads}
+class Target(typing.NamedTuple):
+    """One target of an issue, as this run measured it."""
+    label: str
+    value: typing.Optional[float]  # None: not measured in this run
+    shown: str
+    op: str  # '≤', '<' or '≥'
+    limit: float
+    unit: str = 'x'
 
-    def row(label: str, value: typing.Optional[float], shown: str,
-            limit: float, unit: str = 'x') -> None:
-        met = '' if value is None else ('yes' if value <= limit else 'no')
-        lines.append(f'| {label} | {shown or "-"} | '
-                     f'≤ {limit:g}{unit} | {met} |')
+    @property
+    def met(self) -> typing.Optional[bool]:
+        if self.value is None:
+            return None
+        if self.op == '<':
+            return self.value < self.limit
+        if self.op == '≥':
+            return self.value >= self.limit
+        return self.value <= self.limit
 
-    def versus(workload: str, mine: str, theirs: str, limit: float
-               ) -> None:
-        if workload not in names:
-            return
-        value = ratio(results[workload].get(mine, []),
-                      results[workload].get(theirs, []))
-        row(f'{mine} ÷ {theirs}, {workload}',
-            value[0] if value else None, show_ratio(value), limit)
 
-    versus('small msgpack c50', 'project simple', 'raw simple', 1.10)
-    versus('small msgpack c50', 'project curl', 'raw curl', 1.20)
+Results = typing.Dict[str, typing.Dict[str, Runs]]
+
+
+def versus(results: Results, workloads: typing.List[Workload],
+           workload: str, mine: str, theirs: str, op: str, limit: float,
+           label: typing.Optional[str] = None
+           ) -> typing.List[Target]:
+    """The target on mine ÷ theirs (median CPU per call) at `workload`;
+    none when the workload did not run, unmeasured when a client did
+    not."""
+    if workload not in {w.key for w in workloads}:
+        return []
+    value = ratio(results[workload].get(mine, []),
+                  results[workload].get(theirs, []))
+    return [Target(label or f'{mine} ÷ {theirs}, {workload}',
+                   value[0] if value else None, show_ratio(value), op,
+                   limit)]
+
+
+def issue9_targets(results: Results, workloads: typing.List[Workload]
+                   ) -> typing.List[Target]:
+    """Issue 9's targets (the retry storm's are retry_storm.py's)."""
+    targets = [
+        *versus(results, workloads, 'small msgpack c50', 'project simple',
+                'raw simple', '≤', 1.10),
+        *versus(results, workloads, 'small msgpack c50', 'project curl',
+                'raw curl', '≤', 1.20)]
     for large in ('large msgpack c50', 'large json c50'):
         for impl in ('simple', 'curl'):
-            versus(large, f'project {impl}', f'raw {impl}', 1.10)
+            targets += versus(results, workloads, large, f'project {impl}',
+                              f'raw {impl}', '≤', 1.10)
     worst: typing.List[typing.Tuple[float, str]] = []
     for workload in workloads:
         for impl in ('simple', 'curl'):
@@ -594,15 +653,44 @@ def render_targets(results: typing.Dict[str, typing.Dict[str, Runs]],
     if worst:
         misses = [cell for value, cell in worst if value > 0.95]
         top = max(worst)
-        row('project ÷ 2.6.0, every cell (the worst shown)', top[0],
+        targets.append(Target(
+            'project ÷ 2.6.0, every cell (the worst shown)', top[0],
             f'{top[0]:.2f}x ({top[1]}); {len(misses)} of {len(worst)} '
-            f'cells over 0.95x', 0.95)
-    if 'https c50' in names:
+            f'cells over 0.95x', '≤', 0.95))
+    if 'https c50' in {workload.key for workload in workloads}:
         good = ok_runs(results['https c50'].get('project simple', []))
-        if good:
-            value = statistics.median(run['cpu_us'] for run in good) / 1000
-            row('HTTPS validate_cert=False, project simple, CPU ms/call',
-                value, f'{value:.2f} ms', 1.5, ' ms')
+        value = (statistics.median(run['cpu_us'] for run in good) / 1000
+                 if good else None)
+        targets.append(Target(
+            'HTTPS validate_cert=False, project simple, CPU ms/call',
+            value, '' if value is None else f'{value:.2f} ms',
+            '≤', 1.5, ' ms'))
+    return targets
+
+
+def issue10_targets(results: Results, workloads: typing.List[Workload]
+                    ) -> typing.List[Target]:
+    """Issue 10's targets: the package's aiohttp client."""
+    return [
+        *versus(results, workloads, 'small msgpack c50',
+                'raw aiohttp-client', 'aiohttp', '≤', 1.25),
+        *versus(results, workloads, 'small msgpack c50', 'project aiohttp',
+                'aiohttp', '≤', 1.40),
+        *versus(results, workloads, 'small msgpack c50', 'project aiohttp',
+                'raw curl', '<', 1.00),
+        *versus(results, workloads, 'https c50', 'project simple',
+                'project aiohttp', '≥', 5.0,
+                'project simple ÷ project aiohttp, https c50 (CPU; '
+                'validate_cert=False, keep-alive)')]
+
+
+def render_targets(targets: typing.List[Target]) -> str:
+    lines = ['| target | measured | target | met |', '|---|---|---|---|']
+    for target in targets:
+        met = {None: '', True: 'yes', False: 'no'}[target.met]
+        lines.append(f'| {target.label} | {target.shown or "-"} | '
+                     f'{target.op} {target.limit:.2f}{target.unit} | '
+                     f'{met} |')
     return '\n'.join(lines)
 
 
@@ -664,7 +752,7 @@ def parse() -> argparse.Namespace:
                       help='every workload: small and large x JSON and '
                       'msgpack x c1 and c50, retry and HTTPS at c1 and '
                       'c50 (default: ' + ', '.join(QUICK) + ', which '
-                      'cover the targets of issue 9)')
+                      'cover the targets of issues 9 and 10)')
     grid.add_argument('--workload', action='append', default=[],
                       choices=sorted(WORKLOADS), metavar='NAME',
                       help='run this workload (repeatable): '
@@ -672,7 +760,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument('--client', action='append', default=[],
                         choices=[client.key for client in CLIENTS],
                         metavar='NAME', help='only this client '
-                        '(repeatable); ratios need their peers')
+                        '(repeatable; ratios need their peers): '
+                        + ', '.join(client.key for client in CLIENTS))
     parser.add_argument('--repeat', type=int, default=None,
                         help='repetitions of each cell (default 3, '
                         '5 with --full)')
@@ -711,8 +800,10 @@ def main() -> None:
 
     aiohttp_note = ensure_aiohttp(install)
     if aiohttp_note:
-        notes.append(aiohttp_note + ': aiohttp cells skipped')
-        clients = [client for client in clients if client.kind != 'aiohttp']
+        notes.append(aiohttp_note + ': aiohttp and aiohttp-client cells '
+                     'skipped')
+        clients = [client for client in clients
+                   if not needs_aiohttp(client)]
     v2_python, v2_note = ensure_v2(install)
     notes.append(f'2.6.0: {v2_note}')
     nginx, nginx_note = (None, '--tornado') if args.tornado \
@@ -783,9 +874,12 @@ def main() -> None:
                     shown = out.get('error') or (
                         f'{out["cpu_us"]:.1f} µs/call, {out["calls"]} '
                         f'calls, {out["concurrency"]} in flight')
+                    if out.get('attempts_per_call') is not None:
+                        shown += (f', {out["attempts_per_call"]:.3f} '
+                                  f'attempts/call')
                     log(f'[{done}/{total}, rep {repetition + 1}, '
                         f'{time.monotonic() - began_cell:4.1f} s] '
-                        f'{workload.key:18} {client.key:15} {shown}')
+                        f'{workload.key:18} {client.key:18} {shown}')
     except KeyboardInterrupt:
         log('interrupted')
         raise SystemExit(130) from None
@@ -847,14 +941,27 @@ def main() -> None:
           'second, peak RSS: median (min-max).  Ratios: of median CPU per '
           'call, with the min-max of the ratios of runs of the same '
           'repetition.  †N: one call cost so much that the timed loop ran '
-          'only N calls, N at once (the fewest of the runs).')
+          'only N calls, N at once (the fewest of the runs).  ‡N: a mixin '
+          'cell made N attempts per call (the most of the runs) where 1 '
+          '(2 on the retry path) was expected.')
     print()
     print(render(results, clients, workloads))
     if any(client.kind == 'aiohttp' for client in clients):
         print()
         print(render_aiohttp(results, workloads))
-    print()
-    print(render_targets(results, workloads))
+    targets = {'issue 9': issue9_targets(results, workloads),
+               'issue 10': issue10_targets(results, workloads)}
+    headings = {
+        'issue 9': "Issue 9's targets, as measured in this run (the "
+                   "retry storm's: see retry_storm.py):",
+        'issue 10': "Issue 10's targets (the package's aiohttp client), "
+                    "as measured in this run:"}
+    for issue, rows in targets.items():
+        print()
+        print(headings[issue])
+        print()
+        print(render_targets(rows) if rows else
+              '(none of its workloads ran)')
     print()
     print('Requests sent (headers, Host left out):')
     for key, out in captured.items():
@@ -873,7 +980,11 @@ def main() -> None:
              'command': sys.argv, 'machine': about, 'versions': versions,
              'upstream': service.description if service else None,
              'pinning': pinning, 'files': sizes, 'notes': notes,
-             'requests': captured, 'results': results}, indent=1))
+             'requests': captured, 'results': results,
+             'targets': {issue: [dict(row._asdict(), met=row.met)
+                                 for row in rows]
+                         for issue, rows in targets.items()}},
+            indent=1))
 
 
 if __name__ == '__main__':

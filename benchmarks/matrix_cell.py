@@ -3,13 +3,18 @@
 Run by ``matrix.py`` with the interpreter of the client's venv (the
 project's, or the 2.6.0 one), a JSON spec as its only argument, and one
 JSON line on stdout.  It imports only the standard library, tornado,
-msgpack and the client it measures, so it runs under either venv.
+msgpack and the client it measures, so it runs under either venv.  The
+tornado implementations are ``simple``, ``curl`` and ``aiohttp`` (the
+package's ``AiohttpAsyncHTTPClient``, configured as curl's is; only the
+project's venv has it).
 
 A cell pins itself to its core, builds the client, checks one call
 (status, decoded document, attempts), warms up at the cell's concurrency,
 then times a loop bounded by a call count and by seconds, whichever ends
 first, with ``resource.getrusage(RUSAGE_SELF)`` (user + system CPU)
-around it.
+around it.  A mixin cell also counts the attempts of every call of the
+warm-up and the timed loop (``len(response)``) and reports attempts per
+call: a transport that retried behind the scenes shows.
 
 With ``"capture": true`` it sends its workload's requests once to a
 recording server in the same process instead, and prints the request
@@ -33,11 +38,13 @@ import typing
 IMPLEMENTATIONS = {
     'simple': 'tornado.simple_httpclient.SimpleAsyncHTTPClient',
     'curl': 'tornado.curl_httpclient.CurlAsyncHTTPClient',
+    'aiohttp': 'sprockets.mixins.http.aiohttp_client.AiohttpAsyncHTTPClient',
 }
 RETRY_HEADER = 'X-Retry-Attempt'
 Spec = typing.Dict[str, typing.Any]
 Call = typing.Callable[[], typing.Awaitable[typing.Any]]
 Check = typing.Callable[[], typing.Awaitable[typing.Tuple[typing.Any, int]]]
+Tally = typing.Dict[str, int]
 
 
 def decoder(spec: Spec) -> typing.Callable[[bytes], typing.Any]:
@@ -75,9 +82,10 @@ def tornado_raw(spec: Spec) -> Call:
     return call
 
 
-def mixin(spec: Spec) -> typing.Tuple[Call, Check]:
+def mixin(spec: Spec) -> typing.Tuple[Call, Check, Tally]:
     """``HTTPClientMixin().http_fetch(url)`` then ``.body``: the project
-    or 2.6.0, whichever this interpreter imports."""
+    or 2.6.0, whichever this interpreter imports; and the count of
+    attempts the calls made."""
     from sprockets.mixins import http
 
     url = spec['url']
@@ -103,8 +111,11 @@ def mixin(spec: Spec) -> typing.Tuple[Call, Check]:
         instant.sleep = sleep
         setattr(http, 'asyncio', instant)  # noqa: B010
 
+    tally: Tally = {'attempts': 0}
+
     async def call() -> typing.Any:
         response = await caller().http_fetch(url, **kwargs)
+        tally['attempts'] += len(response)
         if response.code != 200:
             raise RuntimeError(f'{response.code} {response.exceptions}')
         return response.body
@@ -112,7 +123,7 @@ def mixin(spec: Spec) -> typing.Tuple[Call, Check]:
     async def check() -> typing.Tuple[typing.Any, int]:
         response = await caller().http_fetch(url, **kwargs)
         return response.body, len(response)
-    return call, check
+    return call, check, tally
 
 
 def aiohttp_raw(spec: Spec) -> typing.Tuple[Call, typing.Any]:
@@ -163,9 +174,10 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def build(spec: Spec) -> typing.Tuple[Call, Check, typing.Any]:
+def build(spec: Spec) -> typing.Tuple[Call, Check, typing.Any,
+                                      typing.Optional[Tally]]:
     """The cell's call, a call that also says how many attempts it made,
-    and what to close at the end."""
+    what to close at the end, and the attempts counted (mixin cells)."""
     from tornado import httpclient
 
     if spec['impl']:
@@ -173,7 +185,8 @@ def build(spec: Spec) -> typing.Tuple[Call, Check, typing.Any]:
             IMPLEMENTATIONS[spec['impl']], max_clients=spec['max_clients'])
     session = None
     if spec['client'] in ('project', 'v2'):
-        return (*mixin(spec), None)
+        call, check, tally = mixin(spec)
+        return call, check, None, tally
     if spec['client'] == 'raw':
         call = tornado_raw(spec)
     else:
@@ -182,7 +195,7 @@ def build(spec: Spec) -> typing.Tuple[Call, Check, typing.Any]:
 
     async def checked() -> typing.Tuple[typing.Any, int]:
         return await call(), attempts
-    return call, checked, session
+    return call, checked, session, None
 
 
 def cpu_pressure() -> typing.Optional[float]:
@@ -208,7 +221,7 @@ async def measure(spec: Spec) -> typing.Dict[str, typing.Any]:
     ``concurrency``): at 50 in flight a loop cannot end before 50 calls
     have.
     """
-    call, check, session = build(spec)
+    call, check, session, tally = build(spec)
     concurrency = spec['concurrency']
     try:
         cpu, started = cpu_seconds(), time.perf_counter()
@@ -222,6 +235,8 @@ async def measure(spec: Spec) -> typing.Dict[str, typing.Any]:
             raise RuntimeError(f'{attempts} attempts')
         if spec['retry'] and first_s > 1:
             raise RuntimeError(f'the retry slept: {first_s:.1f} s')
+        if tally is not None:
+            tally['attempts'] = 0
         warm_calls = max(1, min(spec['warmup_calls'], int(
             2 * spec['warmup_seconds'] / max(first_cpu, 1e-6))))
         cpu = cpu_seconds()
@@ -244,10 +259,16 @@ async def measure(spec: Spec) -> typing.Dict[str, typing.Any]:
     finally:
         if session is not None:
             await session.close()
+    # attempts per call over the warm-up and the timed loop: the
+    # expected 1 (2 on the retry path), or more where a transport failed
+    # and the engine retried
+    made = (None if tally is None
+            else tally['attempts'] / (warm + calls))
     return {'calls': calls, 'concurrency': concurrency,
             'warmup_calls': warm, 'wall_s': wall, 'cpu_s': cpu,
             'cpu_us': cpu / calls * 1e6, 'calls_per_s': calls / wall,
-            'attempts': attempts, 'cpu_pressure': pressure,
+            'attempts': attempts, 'attempts_per_call': made,
+            'cpu_pressure': pressure,
             'peak_rss_mib': resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -291,7 +312,7 @@ async def capture(spec: Spec) -> typing.Dict[str, typing.Any]:
     spec = dict(spec, https=False,
                 url=f'http://127.0.0.1:{port}{spec["path"]}')
     try:
-        call, _, session = build(spec)
+        call, _, session, _ = build(spec)
         try:
             await asyncio.wait_for(call(), 30)
         finally:
@@ -312,7 +333,7 @@ def versions(spec: Spec) -> typing.Dict[str, str]:
     if spec['client'] in ('project', 'v2'):
         from sprockets.mixins import http
         found['sprockets.mixins.http'] = http.__version__
-    if spec['client'] == 'aiohttp':
+    if spec['client'] == 'aiohttp' or spec['impl'] == 'aiohttp':
         import aiohttp
         found['aiohttp'] = aiohttp.__version__
     return found
