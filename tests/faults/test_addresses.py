@@ -544,3 +544,96 @@ def test_no_address_at_all_is_an_error() -> None:
 
     with pytest.raises(OSError, match='no address'):
         asyncio.run(connect())
+
+
+@pytest.mark.parametrize('host, af, expected', [
+    ('127.0.0.1', socket.AF_UNSPEC, [(socket.AF_INET, ('127.0.0.1', 80))]),
+    ('127.0.0.1', socket.AF_INET, [(socket.AF_INET, ('127.0.0.1', 80))]),
+    ('::1', socket.AF_UNSPEC, [(socket.AF_INET6, ('::1', 80, 0, 0))]),
+    ('::1', socket.AF_INET, None),  # allow_ipv6=False: the resolver says
+    ('127.0.0.1', socket.AF_INET6, None),
+    ('localhost', socket.AF_UNSPEC, None),
+    ('1.example', socket.AF_UNSPEC, None),
+    ('fe80::1%lo', socket.AF_UNSPEC, None),  # scoped: its interface index
+    ('300.1.1.1', socket.AF_UNSPEC, None),
+])
+def test_an_address_literal_needs_no_resolver(
+        host: str, af: socket.AddressFamily,
+        expected: typing.Optional[typing.List[_eyeballs.Address]]) -> None:
+    """An IP address literal is what tornado's getaddrinfo resolvers would
+    answer, without asking one (a thread and about 0.2 ms of CPU each
+    time); a name, or an address the family excludes, is asked."""
+    resolver = netutil.DefaultExecutorResolver()
+    assert _eyeballs.literal_addresses(resolver, host, 80, af) == expected
+    if expected is not None:
+        # what getaddrinfo says of it, as the resolver hands it on
+        assert expected == asyncio.run(resolver.resolve(host, 80, af))[:1]
+
+
+def test_a_resolver_that_may_map_an_address_is_still_asked() -> None:
+    """An OverrideResolver (or any resolver of the application's) may send
+    an address literal elsewhere: it is asked."""
+    inner = netutil.DefaultExecutorResolver()
+    mapped = netutil.OverrideResolver(
+        resolver=inner, mapping={('127.0.0.9', 80): ('127.0.0.1', 80)})
+    assert _eyeballs.literal_addresses(mapped, '127.0.0.9', 80) is None
+    assert _eyeballs.literal_addresses(
+        Fixed(addresses=[]), '127.0.0.1', 80) is None
+
+    class Patched(netutil.DefaultExecutorResolver):
+        async def resolve(self, host: str, port: int,
+                          family: socket.AddressFamily = socket.AF_UNSPEC
+                          ) -> typing.List[typing.Tuple[int, typing.Any]]:
+            return []  # pragma: no cover - never asked here
+
+    assert _eyeballs.literal_addresses(Patched(), '127.0.0.1', 80) is None
+
+
+def test_simple_httpclient_resolves_no_address_literal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call to an IP address over simple_httpclient never asks the
+    resolver (tornado's TCPClient asked it on every request); a call to a
+    name does."""
+    asked: typing.List[str] = []
+    resolve = netutil.DefaultLoopResolver.resolve
+
+    async def counting(self: typing.Any, host: str, port: int,
+                       family: socket.AddressFamily = socket.AF_UNSPEC
+                       ) -> typing.Any:
+        asked.append(host)
+        return await resolve(self, host, port, family)
+
+    monkeypatch.setattr(netutil.DefaultLoopResolver, 'resolve', counting)
+
+    async def calls() -> typing.List[int]:
+        server = await asyncio.start_server(_answer_ok, LIVE, 0)
+        port = server.sockets[0].getsockname()[1]
+        client = support.RecordingClient()
+        try:
+            codes = []
+            for host in (LIVE, LIVE, 'localhost'):
+                response = await client.http_fetch(
+                    f'http://{host}:{port}/', request_timeout=5,
+                    allow_ipv6=False)
+                codes.append(response.code)
+        finally:
+            httpclient.AsyncHTTPClient().close()
+            server.close()
+            await server.wait_closed()
+        return codes
+
+    httpclient.AsyncHTTPClient.configure(support.SIMPLE)
+    try:
+        assert asyncio.run(calls()) == [200, 200, 200]
+    finally:
+        httpclient.AsyncHTTPClient.configure(None)
+    assert asked == ['localhost']
+
+
+async def _answer_ok(reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+    await reader.readuntil(b'\r\n\r\n')
+    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n'
+                 b'Connection: close\r\n\r\n')
+    await writer.drain()
+    writer.close()
