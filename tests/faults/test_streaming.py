@@ -268,6 +268,26 @@ class StreamingCases(support.ServerTestCase):
         self.assertEqual(self.state.live, [True])
 
     @testing.gen_test(timeout=30)
+    async def test_a_coroutine_callback_gets_a_compressed_body_in_order(
+            self) -> None:
+        """A coroutine callback gets every decompressed piece of a gzip
+        body, in order, live, on every client (curl_httpclient hands the
+        next chunk over before the callback is done with the last)."""
+        chunks: typing.List[bytes] = []
+
+        async def collect(chunk: bytes) -> None:
+            await asyncio.sleep(0)
+            chunks.append(chunk)
+            if b''.join(chunks).startswith(HEAD):
+                self.state.first_part.set()
+
+        response = await self.fetch('/parts?coding=gzip',
+                                    streaming_callback=collect)
+        self.assertTrue(response.ok, response.exceptions)
+        self.assertEqual(b''.join(chunks), HEAD + TAIL)
+        self.assertEqual(self.state.live, [True])
+
+    @testing.gen_test(timeout=30)
     async def test_a_callback_that_raises_ends_the_call_alike(
             self) -> None:
         """The callback's exception ends the call the same way with one

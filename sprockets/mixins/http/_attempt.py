@@ -31,6 +31,12 @@ LOGGER = logging.getLogger('sprockets.mixins.http')
 
 TimeLeft = typing.Callable[[], typing.Optional[float]]
 
+#: Why a response of this status and these headers, on an attempt whose
+#: request the transport already sent again this many times by itself, is
+#: final (see :data:`._streaming.IsFinal`): the engine's question.
+IsFinal = typing.Callable[[int, httputil.HTTPHeaders, int],
+                          typing.Optional[_retry.StopReason]]
+
 
 class Outcome(typing.NamedTuple):
     """What one attempt produced: the questions
@@ -66,7 +72,7 @@ class Attempt:
                  transport: _transports.Transport,
                  time_left: TimeLeft = lambda: None, *,
                  may_resend: bool = True,
-                 is_final: typing.Optional[_streaming.IsFinal] = None
+                 is_final: typing.Optional[IsFinal] = None
                  ) -> None:
         options = call.options
         self.time_left = time_left
@@ -159,8 +165,11 @@ class Attempt:
             return Outcome(failure=_transports.classify(error),
                            stream_interrupted=bool(record.streamed))
         log_warning_header(result)
+        # a streamed body was decompressed as it was handed on (one kept
+        # back is when it is: its header is moved then)
         content_error = (inflate(result, decompress_limit)
-                         if self.decompress else None)
+                         if self.decompress and (relay is None or relay.live)
+                         else None)
         if (content_error is not None and not redirect_loop
                 and self.redirect_error is None):
             # an answer whose body cannot be undone is no answer: a
@@ -252,8 +261,7 @@ class Attempt:
         return self.inflight.cancelled and (relay is None
                                             or relay.error is None)
 
-    def _body_is_answer(self, is_final: _streaming.IsFinal
-                        ) -> _streaming.IsFinal:
+    def _body_is_answer(self, is_final: IsFinal) -> _streaming.IsFinal:
         """`is_final`, but a redirect this attempt follows is never the
         answer (nor one past ``max_redirects``: its body is kept back,
         and handed on only when the call returns it)."""
@@ -263,7 +271,8 @@ class Attempt:
             if (self.follow and status in _redirects.REDIRECTS
                     and 'Location' in headers):
                 return None
-            return is_final(status, headers)
+            # a resend by the transport took an attempt of its own
+            return is_final(status, headers, len(self.inflight.resends))
 
         return body_is_answer
 
@@ -294,13 +303,43 @@ class Attempt:
         response.record_exception(record, error)
         return Outcome(failure=_retry.Failure.FATAL, stream_interrupted=True)
 
-    async def deliver_withheld(self) -> typing.Optional[BaseException]:
+    async def deliver_withheld(self, response: _response.HTTPResponse,
+                               record: _response.AttemptRecord,
+                               outcome: Outcome
+                               ) -> typing.Optional[_retry.StopReason]:
         """Hand the body kept back to the caller's streaming_callback, now
-        that the attempt is the one returned; return the exception the
-        callback raised, if any."""
-        if self.relay is None:
+        that the attempt (`record`, which got a response) is the one
+        returned; return :attr:`~_retry.StopReason.STREAM_INTERRUPTED`
+        when the call must stop for it instead of its own reason.
+
+        A callback that raised is the attempt's exception, and the call
+        stops for it.  A body that cannot be decompressed, of which
+        nothing reached the callback, is what it is without streaming: a
+        redirect that is the response (too many redirects, a Location that
+        cannot be followed) keeps the error in ``content_error``, any
+        other response has it as its exception; the call stops for its
+        own reason.
+
+        """
+        relay = self.relay
+        if relay is None:
             return None
-        return await self.relay.deliver_withheld(self._callback_limit())
+        error = await relay.deliver_withheld(self._callback_limit())
+        record.streamed = relay.streamed
+        if error is None:
+            if self.decompress and record.response is not None:
+                inflate(record.response)  # its Content-Encoding was undone
+            return None
+        content_error = relay.content_error
+        if content_error is not None and error is content_error and (
+                not relay.streamed):
+            if outcome.redirect_loop or outcome.redirect_unfollowed:
+                record.content_error = content_error
+            else:
+                response.record_exception(record, content_error)
+            return None
+        response.record_exception(record, error)
+        return _retry.StopReason.STREAM_INTERRUPTED
 
     def _callback_limit(self) -> typing.Optional[float]:
         """How long the caller's coroutine callbacks may still run once
@@ -312,8 +351,8 @@ class Attempt:
         return self.request.request_timeout or None
 
 
-def _always_final(status: int, headers: httputil.HTTPHeaders
-                  ) -> typing.Optional[_retry.StopReason]:
+def _always_final(status: int, headers: httputil.HTTPHeaders,
+                  resent: int = 0) -> typing.Optional[_retry.StopReason]:
     """Without the engine's question, every response is the answer."""
     return _retry.StopReason.NOT_RETRYABLE
 

@@ -269,11 +269,12 @@ class StreamDecoder:
     arrives: what :func:`decompress` does for a whole body, with the same
     codings, the same errors and the same output.
 
-    Each :meth:`feed` returns the pieces decompressed so far, none larger
-    than a few MiB however the body expands (a piece is handed on before
-    the next is made); :meth:`end` says whether the body ended where its
-    coding did.  Linear in the body's size, however many gzip members or
-    zstd frames it holds.
+    Each :meth:`feed` returns the pieces decompressed so far, made as they
+    are asked for, none larger than 1 MiB however the body expands (8 MiB
+    for zstd, whose decompressor cannot bound one call's output: a byte
+    of input may expand to 32 KiB); :meth:`end` says whether the body
+    ended where its coding did.  Linear in the body's size, however many
+    gzip members or zstd frames it holds.
 
     :param content_encoding: the Content-Encoding header value
     :raises DecompressionError: for a coding this installation cannot
@@ -448,18 +449,27 @@ class _BrotliStep(_Step):
             raise DecompressionError(
                 f'{len(data)} bytes of trailing data after the br body')
         piece = decompressor.process(data, output_buffer_limit=_PIECE)
-        while True:
-            if piece:
-                yield piece
-            if (decompressor.is_finished()
-                    or decompressor.can_accept_more_data()):
-                return
+        if piece:
+            yield piece
+        yield from self._drain()
+
+    def _drain(self) -> typing.Iterator[bytes]:
+        """What the decompressor still holds: brotli may say it can take
+        more input while output is pending, so it is asked until it gives
+        nothing (as :func:`_unbrotli` does)."""
+        decompressor = self._decompressor
+        while not decompressor.is_finished():
             piece = decompressor.process(b'', output_buffer_limit=_PIECE)
+            if not piece:
+                return
+            yield piece
 
     def end(self) -> typing.Iterator[bytes]:
-        if self.fed and not self._decompressor.is_finished():
+        if not self.fed:
+            return
+        yield from self._drain()
+        if not self._decompressor.is_finished():
             raise self.truncated()
-        return iter(())
 
 
 class _ZstdStep(_Step):

@@ -21,7 +21,6 @@ from sprockets.mixins.http import (
     _observe,
     _response,
     _retry,
-    _streaming,
     _transports,
     _urls,
 )
@@ -98,11 +97,8 @@ async def run(owner: _call.Owner, call: _call.Call,
             record.delay_reason = str(decision.delay_reason)
         elif outcome.status is not None:
             # the body kept back while a retry was possible is the answer
-            error = await sender.deliver_withheld()
-            record.streamed = relay.streamed if relay is not None else 0
-            if error is not None:
-                response.record_exception(record, error)
-                stop = _retry.StopReason.STREAM_INTERRUPTED
+            stop = await sender.deliver_withheld(response, record,
+                                                 outcome) or stop
         observer.attempt_ended(record, stop, decision)
         if stop is not None:
             break
@@ -136,17 +132,19 @@ def _final_status(policy: _retry.RetryPolicy, call: _call.Call,
                   clock: typing.Callable[[], float], started: float,
                   deadline: typing.Optional[float],
                   previous_delay: typing.Optional[float]
-                  ) -> _streaming.IsFinal:
+                  ) -> _attempt.IsFinal:
     """Return what a streamed attempt asks once its headers are in:
     whether the policy would stop on this status (its body is then the
     answer, handed to the caller as it arrives).  The gates are not asked
     (passing one is a side effect): a retry a gate refuses later has its
-    body handed on when the attempt ends."""
+    body handed on when the attempt ends.  Each send the transport made
+    again by itself (`resent`) took an attempt of its own."""
 
-    def is_final(status: int, headers: httputil.HTTPHeaders
-                 ) -> typing.Optional[_retry.StopReason]:
+    def is_final(status: int, headers: httputil.HTTPHeaders,
+                 resent: int = 0) -> typing.Optional[_retry.StopReason]:
         return policy.decide(
-            attempt=attempt, method=call.method, idempotent=idempotent,
+            attempt=attempt + resent, method=call.method,
+            idempotent=idempotent,
             status=status, retry_after=_attempt.retry_after(headers),
             request_timeout=call.request_timeout or None,
             elapsed=clock() - started, deadline=deadline,

@@ -67,11 +67,11 @@ class Relay:
 
     """
 
-    __slots__ = ('_abort', '_callback', '_cancelled', '_decoder',
-                 '_decompress', '_encoding', '_gone', '_header_callback',
-                 '_headers', '_is_final', '_pending', '_running', '_status',
-                 'content_error', 'error', 'final', 'live', 'streamed',
-                 'withheld')
+    __slots__ = ('_abort', '_backlog', '_callback', '_cancelled',
+                 '_decoder', '_decompress', '_draining', '_encoding', '_gone',
+                 '_header_callback', '_headers', '_is_final', '_pending',
+                 '_running', '_status', 'content_error', 'error', 'final',
+                 'live', 'streamed', 'withheld')
 
     def __init__(self, callback: Callback,
                  header_callback: typing.Optional[
@@ -110,6 +110,11 @@ class Relay:
         #: the final response's Content-Encoding, to undo
         self._encoding: typing.Optional[str] = None
         self._decoder: typing.Optional[_codings.StreamDecoder] = None
+        #: handing on the pieces of a chunk to a coroutine callback, and
+        #: the chunks (None: the end of the body) that wait for it
+        self._draining: typing.Optional[asyncio.Future[None]] = None
+        self._backlog: typing.Deque[typing.Optional[bytes]] = (
+            collections.deque())
         #: why the body handed on could not be decompressed: it ended
         #: the attempt (it is :attr:`error` too)
         self.content_error: typing.Optional[
@@ -172,34 +177,81 @@ class Relay:
 
     def _decoded(self, chunk: bytes) -> typing.Optional[
             asyncio.Future[None]]:
-        """Hand on what `chunk` of the body decompresses to (the last
-        awaitable, which simple_httpclient awaits)."""
-        waiter = None
-        try:
-            if self._decoder is None:
-                self._decoder = _codings.StreamDecoder(
-                    typing.cast(str, self._encoding))
-            for piece in self._decoder.feed(chunk):
-                waiter = self._hand_on(piece)
-                if self.error is not None:
-                    break
-        except _codings.DecompressionError as error:
-            self._undecodable(error)
-        return waiter
+        """Hand on what `chunk` of the body decompresses to, a piece at a
+        time: a coroutine callback gets the next piece only once it is
+        done with the one before (a chunk of a few KiB may decompress to
+        GiB), so what `chunk` still holds, and the chunks that come in the
+        meantime (curl_httpclient does not wait), are handed on by
+        :meth:`_drain`, in order; returns what simple_httpclient awaits
+        before it reads more."""
+        if self._draining is not None:
+            self._backlog.append(chunk)
+            return self._draining
+        return self._hand_on_pieces(self._pieces(chunk))
 
     def end_of_body(self) -> None:
         """The body handed on is complete: hand on what its decompressor
         still held, or fail with a :attr:`content_error` when the body
         ended before its coding did."""
-        decoder, self._decoder = self._decoder, None
-        if (decoder is None or self.error is not None or self._cancelled
-                or not self.live):
+        if (self._encoding is None or self.error is not None
+                or self._cancelled or not self.live):
             return
+        if self._draining is not None:
+            self._backlog.append(None)  # after the chunks before
+            return
+        self._hand_on_pieces(self._pieces(None))
+
+    def _pieces(self, chunk: typing.Optional[bytes]
+                ) -> typing.Iterator[bytes]:
+        """What `chunk` decompresses to (:data:`None`: the end of the
+        body), piece by piece, as each is asked for; a body that cannot be
+        decoded ends the attempt."""
         try:
-            for piece in decoder.end():
-                self._hand_on(piece)
+            if chunk is None:
+                decoder, self._decoder = self._decoder, None
+                if decoder is not None:
+                    yield from decoder.end()
+                return
+            if self._decoder is None:
+                self._decoder = _codings.StreamDecoder(
+                    typing.cast(str, self._encoding))
+            yield from self._decoder.feed(chunk)
         except _codings.DecompressionError as error:
             self._undecodable(error)
+
+    def _hand_on_pieces(self, pieces: typing.Iterator[bytes]
+                        ) -> typing.Optional[asyncio.Future[None]]:
+        """Hand on `pieces` until the callback returns an awaitable: the
+        rest waits for it (:meth:`_drain`)."""
+        for piece in pieces:
+            waiter = self._hand_on(piece)
+            if self.error is not None:
+                return None
+            if waiter is not None:
+                draining = self._draining = asyncio.ensure_future(
+                    self._drain(waiter, pieces))
+                return draining
+        return None
+
+    async def _drain(self, waiter: asyncio.Future[None],
+                     pieces: typing.Iterator[bytes]) -> None:
+        """Await `waiter`, then hand on the rest of `pieces` and of the
+        chunks kept in the meantime, each piece once the callback is done
+        with the one before."""
+        try:
+            await waiter
+            while self.error is None and not self._cancelled:
+                piece = next(pieces, None)
+                if piece is None:  # pieces are never empty
+                    if not self._backlog:
+                        return
+                    pieces = self._pieces(self._backlog.popleft())
+                    continue
+                handed = self._hand_on(piece)
+                if handed is not None:
+                    await handed
+        finally:
+            self._draining = None
 
     def _undecodable(self, error: _codings.DecompressionError) -> None:
         if self.error is None:
@@ -263,11 +315,13 @@ class Relay:
         nothing closes the attempt's connection (a pooled connection may
         serve another request already)."""
         self._abort = None
-        pending = self._pending
-        if pending is None or pending.done():
+        # the pieces still handed on one by one, then what runs last
+        running = [future for future in (self._draining, self._pending)
+                   if future is not None and not future.done()]
+        if not running:
             return
-        done, _ = await asyncio.wait([pending], timeout=limit)
-        if not done:
+        _, not_done = await asyncio.wait(running, timeout=limit)
+        if not_done:
             self.cancel()
             self._fail(TimeoutError(
                 f'the streaming_callback took longer than {limit:.3f} s, '
@@ -278,6 +332,8 @@ class Relay:
         (the coroutines not started yet are closed)."""
         self._abort = None
         self._cancelled = True
+        if self._draining is not None:
+            self._draining.cancel()
         while self._running:
             task, delivered = self._running.popleft()
             task.cancel()

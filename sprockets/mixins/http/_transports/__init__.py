@@ -74,24 +74,25 @@ class Inflight:
         else:
             self.aborts.append(close)
 
-    def resent(self, error: BaseException) -> bool:
-        """Ask whether the transport may send the request again by
-        itself, at once, because its previous send met `error` (libcurl
-        does, when a reused kept-alive connection closes before any of the
-        response arrived), and record it when it may.
+    def may_resend(self) -> bool:
+        """Whether the transport may send the request again by itself
+        (libcurl does, when a reused kept-alive connection closes before
+        any of the response arrived).  The engine makes each such send an
+        attempt of its own in ``records`` (nothing is sent twice without a
+        record of it), so it may only while ``max_http_attempts`` leaves
+        attempts: otherwise the transport must end the attempt with the
+        failure of the send before, through :meth:`refuse`."""
+        return len(self.resends) < self.resends_left
 
-        The engine makes each such send an attempt of its own in
-        ``records`` (nothing is sent twice without a record of it), so it
-        may only while ``max_http_attempts`` leaves attempts: otherwise
-        the answer is :data:`False`, and the transport must end the
-        attempt with `error` (kept as :attr:`refused`) instead.
-
-        """
-        if len(self.resends) >= self.resends_left:
-            self.refused = error
-            return False
+    def resent(self, error: BaseException) -> None:
+        """Record that the transport sent the request again by itself, at
+        once, because its previous send met `error`."""
         self.resends.append(error)
-        return True
+
+    def refuse(self, error: BaseException) -> None:
+        """Record that the transport did not send the request again (see
+        :meth:`may_resend`): the attempt failed with `error`."""
+        self.refused = error
 
     def abort(self) -> None:
         """Close every connection this attempt opened: each callback is

@@ -124,35 +124,66 @@ class _Prepare:
         if self.fresh:
             handle.setopt(fresh_connect, 1)
         elif prereq is not None:  # libcurl 7.80, pycurl 7.45 or later
-            handle.setopt(prereq, _Sends(self.inflight))
+            handle.setopt(prereq, _Sends(self.inflight, handle.info))
         user_prepare = self.inflight.user_prepare
         if user_prepare is not None:
             user_prepare(handle)
 
 
 class _Sends:
-    """libcurl's PREREQFUNCTION for one transfer: called each time libcurl
-    is about to send the request, so a call after the first is a resend,
-    which the attempt's :class:`~._transports.Inflight` records (the
-    engine makes it an attempt of its own in ``records``), or refuses once
-    ``max_http_attempts`` is reached: the transfer is then aborted."""
+    """libcurl's PREREQFUNCTION for one transfer, called each time libcurl
+    is about to send the request.
 
-    __slots__ = ('inflight', 'last')
+    A transfer may send several requests: after a 401 that asks for
+    digest credentials, after a 417 to ``Expect: 100-continue``, through a
+    proxy that asks for credentials; each follows a response.  A send that
+    follows none is libcurl's resend of a request whose reused kept-alive
+    connection died before any of the response arrived: the attempt's
+    :class:`~._transports.Inflight` records it (the engine makes it an
+    attempt of its own in ``records``), or, once ``max_http_attempts`` is
+    reached, it is refused (the transfer is aborted, and the attempt fails
+    with the dead connection's error).
 
-    def __init__(self, inflight: _transports.Inflight) -> None:
+    Whether a response arrived is read from the headers tornado collects
+    for the transfer: tornado turns each status line into an
+    ``X-Http-Reason`` field, in a collection it clears at each status
+    line, so the field is taken out here at each send and is there at the
+    next one only if a response came in between.
+
+    """
+
+    __slots__ = ('headers', 'inflight', 'last')
+
+    def __init__(self, inflight: _transports.Inflight,
+                 info: typing.Any) -> None:
         self.inflight = inflight
+        #: what tornado collects of the transfer's responses
+        self.headers: typing.Any = (info.get('headers')
+                                    if isinstance(info, dict) else None)
         #: the connection of the last send: (peer, port, local port)
         self.last: typing.Optional[typing.Tuple[str, int, int]] = None
 
     def __call__(self, peer: str, local: str, peer_port: int,
                  local_port: int) -> int:
         last, self.last = self.last, (peer, peer_port, local_port)
-        if last is not None and not self.inflight.resent(
-                _resend_error(*last)):
+        headers = self.headers
+        answered = headers is None or headers.pop(_REASON, None) is not None
+        if last is None or answered:
+            return _PREREQFUNC_OK  # the first send, or one after a response
+        inflight = self.inflight
+        if not inflight.may_resend():
             # the connection of the previous send died before any of the
-            # response arrived, and the attempts are used up: no resend
+            # response arrived, and the attempts are used up
+            inflight.refuse(_dead_connection(*last))
             return _PREREQFUNC_ABORT
+        inflight.resent(_dead_connection(
+            *last, then='libcurl sent the request again on a new '
+            'connection'))
         return _PREREQFUNC_OK
+
+
+# the field tornado makes of each status line curl_httpclient receives
+_REASON = 'X-Http-Reason'
 
 
 # pycurl's FRESH_CONNECT and PREREQFUNCTION (None where libcurl < 7.80 or
@@ -172,12 +203,12 @@ def _options() -> typing.Tuple[int, typing.Optional[int]]:
 _PREREQFUNC_OK, _PREREQFUNC_ABORT = 0, 1
 
 
-def _resend_error(peer: str, port: int,
-                  local_port: int) -> ConnectionResetError:
+def _dead_connection(peer: str, port: int, local_port: int,
+                     then: str = 'the attempts (max_http_attempts) are '
+                     'used up') -> ConnectionResetError:
     return ConnectionResetError(
         f'The kept-alive connection to {peer}:{port} (local port '
-        f'{local_port}) closed before any of the response arrived; '
-        'libcurl sent the request again on a new connection')
+        f'{local_port}) closed before any of the response arrived; {then}')
 
 
 def _dequeue(client: typing.Any, request: httpclient.HTTPRequest) -> None:
