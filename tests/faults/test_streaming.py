@@ -253,39 +253,27 @@ class StreamingCases(support.ServerTestCase):
     @testing.gen_test(timeout=30)
     async def test_a_coroutine_callback_is_awaited_in_order(self) -> None:
         """A coroutine function as streaming_callback gets every chunk, in
-        order, on every client (curl_httpclient refused it)."""
-        chunks: typing.List[bytes] = []
+        order, live, on every client (curl_httpclient refused it), and
+        every decompressed piece of a gzip body alike (curl_httpclient
+        hands the next chunk over before the callback is done with the
+        last)."""
+        for path in ('/parts', '/parts?coding=gzip'):
+            with self.subTest(path=path):
+                self.state.live.clear()
+                chunks: typing.List[bytes] = []
 
-        async def collect(chunk: bytes) -> None:
-            await asyncio.sleep(0)
-            chunks.append(chunk)
-            if b''.join(chunks).startswith(HEAD):
-                self.state.first_part.set()
+                async def collect(chunk: bytes,
+                                  chunks: typing.List[bytes] = chunks
+                                  ) -> None:
+                    await asyncio.sleep(0)
+                    chunks.append(chunk)
+                    if b''.join(chunks).startswith(HEAD):
+                        self.state.first_part.set()
 
-        response = await self.fetch('/parts', streaming_callback=collect)
-        self.assertTrue(response.ok, response.exceptions)
-        self.assertEqual(b''.join(chunks), HEAD + TAIL)
-        self.assertEqual(self.state.live, [True])
-
-    @testing.gen_test(timeout=30)
-    async def test_a_coroutine_callback_gets_a_compressed_body_in_order(
-            self) -> None:
-        """A coroutine callback gets every decompressed piece of a gzip
-        body, in order, live, on every client (curl_httpclient hands the
-        next chunk over before the callback is done with the last)."""
-        chunks: typing.List[bytes] = []
-
-        async def collect(chunk: bytes) -> None:
-            await asyncio.sleep(0)
-            chunks.append(chunk)
-            if b''.join(chunks).startswith(HEAD):
-                self.state.first_part.set()
-
-        response = await self.fetch('/parts?coding=gzip',
-                                    streaming_callback=collect)
-        self.assertTrue(response.ok, response.exceptions)
-        self.assertEqual(b''.join(chunks), HEAD + TAIL)
-        self.assertEqual(self.state.live, [True])
+                response = await self.fetch(path, streaming_callback=collect)
+                self.assertTrue(response.ok, response.exceptions)
+                self.assertEqual(b''.join(chunks), HEAD + TAIL)
+                self.assertEqual(self.state.live, [True])
 
     @testing.gen_test(timeout=30)
     async def test_a_callback_that_raises_ends_the_call_alike(

@@ -141,6 +141,19 @@ def decompress(data: bytes, content_encoding: typing.Optional[str],
     return data
 
 
+#: What each optional coding needs: its package, and the extra to install.
+_EXTRAS = {'br': ('brotli package (1.2 or newer)', 'brotli'),
+           'zstd': ('zstandard package', 'zstd')}
+
+
+def _missing(coding: str) -> DecompressionError:
+    """The error of a body in `coding` whose extra is not installed."""
+    package, extra = _EXTRAS[coding]
+    return DecompressionError(
+        f'a {coding} body needs the {package}: install '
+        f'sprockets.mixins.http[{extra}]')
+
+
 def _too_large(coding: str, limit: int) -> DecompressionError:
     return DecompressionError(
         f'the {coding} body decompresses to more than {limit} bytes')
@@ -204,9 +217,7 @@ def _inflate(data: bytes, limit: int) -> bytes:
 
 def _unbrotli(data: bytes, limit: int) -> bytes:
     if brotli is None:
-        raise DecompressionError(
-            'a br body needs the brotli package (1.2 or newer): install '
-            'sprockets.mixins.http[brotli]')
+        raise _missing('br')
     decompressor = brotli.Decompressor()
     chunk = decompressor.process(data, output_buffer_limit=_STEP)
     output: typing.List[bytes] = []
@@ -225,9 +236,7 @@ def _unbrotli(data: bytes, limit: int) -> bytes:
 
 def _unzstd(data: bytes, limit: int) -> bytes:
     if zstandard is None:
-        raise DecompressionError(
-            'a zstd body needs the zstandard package: install '
-            'sprockets.mixins.http[zstd]')
+        raise _missing('zstd')
     output: typing.List[bytes] = []
     view = memoryview(data)
     total = len(view)
@@ -435,9 +444,7 @@ class _BrotliStep(_Step):
     def __init__(self, coding: str) -> None:
         super().__init__(coding)
         if brotli is None:
-            raise DecompressionError(
-                'a br body needs the brotli package (1.2 or newer): install '
-                'sprockets.mixins.http[brotli]')
+            raise _missing('br')
         self._decompressor = brotli.Decompressor()
 
     def feed(self, data: bytes) -> typing.Iterator[bytes]:
@@ -481,9 +488,7 @@ class _ZstdStep(_Step):
     def __init__(self, coding: str) -> None:
         super().__init__(coding)
         if zstandard is None:
-            raise DecompressionError(
-                'a zstd body needs the zstandard package: install '
-                'sprockets.mixins.http[zstd]')
+            raise _missing('zstd')
         self._context = zstandard.ZstdDecompressor()
         self._decompressor: typing.Any = None
         self._step = _FIRST_STEP
