@@ -68,10 +68,11 @@ class Relay:
     """
 
     __slots__ = ('_abort', '_backlog', '_callback', '_cancelled',
-                 '_decoder', '_decompress', '_draining', '_encoding', '_gone',
-                 '_header_callback', '_headers', '_is_final', '_pending',
-                 '_running', '_status', 'content_error', 'error', 'final',
-                 'live', 'streamed', 'withheld')
+                 '_decoder', '_decompress', '_drained', '_draining',
+                 '_encoding', '_gone', '_header_callback', '_headers',
+                 '_is_final', '_pending', '_running', '_status',
+                 'content_error', 'error', 'final', 'live', 'streamed',
+                 'withheld')
 
     def __init__(self, callback: Callback,
                  header_callback: typing.Optional[
@@ -113,6 +114,7 @@ class Relay:
         #: handing on the pieces of a chunk to a coroutine callback, and
         #: the chunks (None: the end of the body) that wait for it
         self._draining: typing.Optional[asyncio.Future[None]] = None
+        self._drained: typing.Optional[asyncio.Future[None]] = None
         self._backlog: typing.Deque[typing.Optional[bytes]] = (
             collections.deque())
         #: why the body handed on could not be decompressed: it ended
@@ -129,7 +131,9 @@ class Relay:
         if self._header_callback is not None:
             try:
                 self._header_callback(line)
-            except Exception as error:  # the caller's: ends the call
+            except (Exception, asyncio.CancelledError) as error:
+                # the caller's (a CancelledError of its own too): ends the
+                # call, never raised into tornado
                 self._fail(error)
                 return
         if line.startswith('HTTP/'):
@@ -186,7 +190,7 @@ class Relay:
         before it reads more."""
         if self._draining is not None:
             self._backlog.append(chunk)
-            return self._draining
+            return self._drained
         return self._hand_on_pieces(self._pieces(chunk))
 
     def end_of_body(self) -> None:
@@ -230,7 +234,12 @@ class Relay:
             if waiter is not None:
                 draining = self._draining = asyncio.ensure_future(
                     self._drain(waiter, pieces))
-                return draining
+                # what simple_httpclient awaits: resolved when the drain
+                # ends, however (cancelling it never throws into tornado)
+                drained = self._drained = draining.get_loop().create_future()
+                draining.add_done_callback(
+                    functools.partial(_resolve, drained))
+                return drained
         return None
 
     async def _drain(self, waiter: asyncio.Future[None],
@@ -266,7 +275,9 @@ class Relay:
         self.streamed += len(chunk)
         try:
             delivered = self._callback(chunk)
-        except Exception as error:  # kept, never raised into tornado
+        except (Exception, asyncio.CancelledError) as error:
+            # kept, never raised into tornado (a CancelledError the
+            # callback raises is its own failure, as in its awaitable)
             self._fail(error)
             return None
         if not inspect.isawaitable(delivered):
@@ -320,7 +331,11 @@ class Relay:
                    if future is not None and not future.done()]
         if not running:
             return
-        _, not_done = await asyncio.wait(running, timeout=limit)
+        try:
+            _, not_done = await asyncio.wait(running, timeout=limit)
+        except asyncio.CancelledError:
+            self.cancel()  # the caller is gone: nothing more is handed on
+            raise
         if not_done:
             self.cancel()
             self._fail(TimeoutError(

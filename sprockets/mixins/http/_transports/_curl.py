@@ -144,15 +144,16 @@ class _Sends:
     reached, it is refused (the transfer is aborted, and the attempt fails
     with the dead connection's error).
 
-    Whether a response arrived is read from the headers tornado collects
-    for the transfer: tornado turns each status line into an
-    ``X-Http-Reason`` field, in a collection it clears at each status
-    line, so the field is taken out here at each send and is there at the
-    next one only if a response came in between.
+    Whether a response arrived is read from the header fields tornado
+    collects for the transfer, which it clears and fills again at each
+    response (whatever its status line: ``HTTP/2 401``, one without a
+    reason phrase): they are as they were at the send before only if no
+    response came in between (two responses of one transfer with the very
+    same fields, one after the other, would be taken for none).
 
     """
 
-    __slots__ = ('headers', 'inflight', 'last')
+    __slots__ = ('fields', 'headers', 'inflight', 'last')
 
     def __init__(self, inflight: _transports.Inflight,
                  info: typing.Any) -> None:
@@ -162,13 +163,17 @@ class _Sends:
                                     if isinstance(info, dict) else None)
         #: the connection of the last send: (peer, port, local port)
         self.last: typing.Optional[typing.Tuple[str, int, int]] = None
+        #: the header fields collected when the last send was made
+        self.fields: typing.List[typing.Tuple[str, str]] = []
 
     def __call__(self, peer: str, local: str, peer_port: int,
                  local_port: int) -> int:
         last, self.last = self.last, (peer, peer_port, local_port)
         headers = self.headers
-        answered = headers is None or headers.pop(_REASON, None) is not None
-        if last is None or answered:
+        if headers is None:
+            return _PREREQFUNC_OK  # nothing to tell a resend by
+        fields, self.fields = self.fields, list(headers.get_all())
+        if last is None or fields != self.fields:
             return _PREREQFUNC_OK  # the first send, or one after a response
         inflight = self.inflight
         if not inflight.may_resend():
@@ -180,10 +185,6 @@ class _Sends:
             *last, then='libcurl sent the request again on a new '
             'connection'))
         return _PREREQFUNC_OK
-
-
-# the field tornado makes of each status line curl_httpclient receives
-_REASON = 'X-Http-Reason'
 
 
 # pycurl's FRESH_CONNECT and PREREQFUNCTION (None where libcurl < 7.80 or
