@@ -58,14 +58,23 @@ async def test_digest_auth_works_with_one_attempt(implementation: str) -> None:
     dead send that never happened."""
     if implementation != support.CURL:
         pytest.skip(CURL_ONLY)
+    await digest_works(digest)
+
+
+async def digest_works(answer: typing.Callable[
+        [Exchange], typing.Awaitable[None]]) -> None:
+    """With one attempt and with three, a digest call to the server that
+    `answer` makes: two requests (the challenge, the credentials), one
+    attempt, a 200."""
     for attempts in (1, 3):
-        server = MisbehavingServer(digest)
+        server = MisbehavingServer(answer)
         async with server as url:
             result = await support.RecordingClient().http_fetch(
                 url, auth_username='u', auth_password='p',
                 auth_mode='digest', max_http_attempts=attempts,
                 request_timeout=5)
         assert result.exceptions == [], (attempts, result.exceptions)
+        assert len(server.requests) == 2
         assert (result.ok, result.code, result.attempts) == (True, 200, 1)
 
 

@@ -17,6 +17,7 @@ from sprockets.mixins import http
 from tests import support
 from tests.faults.misbehaving import Exchange, MisbehavingServer, response
 from tests.faults.test_protocol import in_a_loop_on_every_client
+from tests.faults.test_review2 import digest_works
 from tests.faults.test_streaming import Refuse
 
 CURL_ONLY = 'only libcurl sends a request twice within one transfer'
@@ -47,16 +48,7 @@ async def test_digest_auth_after_a_401_without_reason_phrase(
     without reason phrase do the same."""
     if implementation != support.CURL:
         pytest.skip(CURL_ONLY)
-    for attempts in (1, 3):
-        server = MisbehavingServer(digest_no_reason)
-        async with server as url:
-            result = await support.RecordingClient().http_fetch(
-                url, auth_username='u', auth_password='p',
-                auth_mode='digest', max_http_attempts=attempts,
-                request_timeout=5)
-        assert result.exceptions == [], (attempts, result.exceptions)
-        assert len(server.requests) == 2
-        assert (result.ok, result.code, result.attempts) == (True, 200, 1)
+    await digest_works(digest_no_reason)
 
 
 
@@ -219,6 +211,22 @@ class Errors(logging.Handler):
         logging.getLogger().removeHandler(self)
 
 
+def stalling() -> typing.Tuple[asyncio.Event, typing.Callable[
+        [bytes], typing.Awaitable[None]]]:
+    """A coroutine callback that stalls on its second piece until the
+    event is set (5 s at most)."""
+    blocked = asyncio.Event()
+    calls = 0
+
+    async def slow(chunk: bytes) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await asyncio.wait_for(blocked.wait(), 5)
+
+    return blocked, slow
+
+
 @in_a_loop_on_every_client()
 async def test_a_slow_coroutine_callback_of_a_gzip_body_logs_no_error(
         implementation: str) -> None:
@@ -229,14 +237,7 @@ async def test_a_slow_coroutine_callback_of_a_gzip_body_logs_no_error(
     drain *task* to await (not a future resolved when the piece is done,
     as _hand_on does), and Relay.cancel() cancels that task, so the
     CancelledError is thrown into tornado's _deliver_body."""
-    blocked = asyncio.Event()
-    calls = 0
-
-    async def slow(chunk: bytes) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            await asyncio.wait_for(blocked.wait(), 5)
+    blocked, slow = stalling()
 
     with Errors() as errors:
         async with parts_server() as url:
@@ -255,14 +256,7 @@ async def test_cancelling_the_caller_mid_drain_logs_no_error(
         implementation: str) -> None:
     """The same, when the caller cancels (asyncio.wait_for) while the
     pieces of a gzip chunk are handed on one by one."""
-    blocked = asyncio.Event()
-    calls = 0
-
-    async def slow(chunk: bytes) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            await asyncio.wait_for(blocked.wait(), 5)
+    blocked, slow = stalling()
 
     with Errors() as errors:
         async with parts_server() as url:
