@@ -13,6 +13,7 @@ from tornado import httpclient, httputil
 
 from sprockets.mixins.http import (
     _call,
+    _codings,
     _content,
     _redirects,
     _response,
@@ -392,10 +393,8 @@ def inflate(result: httpclient.HTTPResponse,
         missing), which is then left as it arrived
 
     """
-    encodings = result.headers.get_list('Content-Encoding')
-    encoding = ','.join(encodings) if encodings else None
-    if (not encoding or encoding.strip().lower() == 'identity'
-            or result.buffer is None):
+    encoding = _codings.to_undo(result.headers.get_list('Content-Encoding'))
+    if encoding is None or result.buffer is None:
         return None
     try:
         data = _content.decompress(result.buffer.getvalue(), encoding,

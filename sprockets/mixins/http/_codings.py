@@ -18,6 +18,7 @@ __all__ = [
     'StreamDecoder',
     'accept_encoding',
     'decompress',
+    'to_undo',
 ]
 
 
@@ -97,6 +98,16 @@ def accept_encoding() -> str:
 
 #: :func:`accept_encoding` as computed when the package was imported.
 ACCEPT_ENCODING = accept_encoding()
+
+
+def to_undo(fields: typing.Sequence[str]) -> typing.Optional[str]:
+    """The ``Content-Encoding`` header `fields` as one value, or
+    :data:`None` when they leave nothing to undo (none, or
+    ``identity``)."""
+    encoding = ','.join(fields)
+    if not encoding or encoding.strip().lower() == 'identity':
+        return None
+    return encoding
 
 
 def decompress(data: bytes, content_encoding: typing.Optional[str],

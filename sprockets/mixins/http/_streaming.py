@@ -151,7 +151,8 @@ class Relay:
             self.final = self._is_final(self._status, self._headers)
             self.live = self.final is not None
             if self._decompress:
-                self._encoding = _encoding(self._headers)
+                self._encoding = _codings.to_undo(
+                    self._headers.get_list('Content-Encoding'))
                 self._decoder = None
             if self.live and self.withheld:
                 # curl_httpclient hands on the lines of a short response
@@ -365,15 +366,6 @@ class Relay:
         self.end_of_body()
         await self.finished(limit)
         return self.error
-
-
-def _encoding(headers: httputil.HTTPHeaders) -> typing.Optional[str]:
-    """The Content-Encoding to undo, or :data:`None` for none."""
-    values = headers.get_list('Content-Encoding')
-    encoding = ','.join(values) if values else None
-    if not encoding or encoding.strip().lower() == 'identity':
-        return None
-    return encoding
 
 
 def _close_unstarted(awaitable: typing.Awaitable[typing.Any]) -> None:
