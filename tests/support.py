@@ -3,6 +3,7 @@ registry of the AsyncHTTPClient implementations the integration tests run
 on."""
 from __future__ import annotations
 
+import asyncio
 import sys
 import typing
 import unittest
@@ -49,6 +50,29 @@ def unavailable(implementation: str) -> typing.Optional[str]:
     except ImportError as error:
         return f'{implementation} cannot be imported: {error}'
     return None
+
+
+def run_in_a_loop(implementation: str,
+                  scenario: typing.Callable[[], typing.Awaitable[None]], *,
+                  timeout: float = 20.0, **configuration: typing.Any) -> None:
+    """Run ``scenario()`` in an event loop of its own, with
+    `implementation` configured (with `configuration`, ``max_clients``
+    say) and the default budget reset, bounded by `timeout` seconds; the
+    loop's shared client is closed at the end, as ``AsyncHTTPTestCase``
+    does, and the configuration undone."""
+
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(scenario(), timeout)
+        finally:
+            httpclient.AsyncHTTPClient().close()
+
+    httpclient.AsyncHTTPClient.configure(implementation, **configuration)
+    http.DEFAULT_BUDGET.reset()
+    try:
+        asyncio.run(bounded())
+    finally:
+        httpclient.AsyncHTTPClient.configure(None)
 
 
 def on_every_client(prefix: str) -> typing.Callable[[Cases], Cases]:

@@ -67,21 +67,10 @@ def in_a_loop(test: AsyncTest) -> typing.Callable[..., None]:
 
     @functools.wraps(test)
     def run(*args: typing.Any, **kwargs: typing.Any) -> None:
-        httpclient.AsyncHTTPClient.configure(AIOHTTP)
-        http.DEFAULT_BUDGET.reset()
-        try:
-            asyncio.run(_bounded(test(*args, **kwargs)))
-        finally:
-            httpclient.AsyncHTTPClient.configure(None)
+        support.run_in_a_loop(AIOHTTP, lambda: test(*args, **kwargs),
+                              timeout=30)
 
     return run
-
-
-async def _bounded(test: typing.Awaitable[None]) -> None:
-    try:
-        await asyncio.wait_for(test, 30)
-    finally:
-        httpclient.AsyncHTTPClient().close()
 
 
 @contextlib.asynccontextmanager

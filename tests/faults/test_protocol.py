@@ -18,7 +18,7 @@ import time
 import typing
 
 import pytest
-from tornado import httpclient, iostream
+from tornado import iostream
 
 from sprockets.mixins import http
 from sprockets.mixins.http import _transports
@@ -80,12 +80,9 @@ def in_a_loop_on_every_client(
 
     def decorate(test: AsyncTest) -> Test:
         def run(implementation: str, **arguments: typing.Any) -> None:
-            httpclient.AsyncHTTPClient.configure(implementation)
-            http.DEFAULT_BUDGET.reset()
-            try:
-                asyncio.run(_bounded(test(implementation, **arguments)))
-            finally:
-                httpclient.AsyncHTTPClient.configure(None)
+            support.run_in_a_loop(
+                implementation, lambda: test(implementation, **arguments),
+                timeout=TEST_TIMEOUT)
 
         # pytest reads the parameters from the signature: the test's own
         run.__signature__ = inspect.signature(test)  # type: ignore[attr-defined]
@@ -96,14 +93,6 @@ def in_a_loop_on_every_client(
         return marked
 
     return decorate
-
-
-async def _bounded(test: typing.Awaitable[None]) -> None:
-    try:
-        await asyncio.wait_for(test, TEST_TIMEOUT)
-    finally:
-        # what AsyncHTTPTestCase does: close the loop's shared client
-        httpclient.AsyncHTTPClient().close()
 
 
 async def fetch(url: str, method: str = 'GET', **kwargs: typing.Any

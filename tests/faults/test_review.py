@@ -19,7 +19,6 @@ import time
 import typing
 
 import pytest
-from tornado import httpclient
 
 from sprockets.mixins import http
 from sprockets.mixins.http import _content, _transports
@@ -228,9 +227,6 @@ def test_a_cancel_as_a_queued_request_fails_to_set_up(
     B is cancelled before its task resumes (modelled by cancelling it from
     that callback): B raises CancelledError, the client keeps one free
     handle, and the next call succeeds."""
-    httpclient.AsyncHTTPClient.configure(implementation, max_clients=1)
-    http.DEFAULT_BUDGET.reset()
-
     async def scenario() -> None:
         release = asyncio.Event()
 
@@ -269,16 +265,7 @@ def test_a_cancel_as_a_queued_request_fails_to_set_up(
                 outcome.exceptions if isinstance(outcome, http.HTTPResponse)
                 else outcome)
 
-    async def closing() -> None:
-        try:
-            await asyncio.wait_for(scenario(), 20)
-        finally:
-            httpclient.AsyncHTTPClient().close()  # the loop's shared one
-
-    try:
-        asyncio.run(closing())
-    finally:
-        httpclient.AsyncHTTPClient.configure(None)
+    support.run_in_a_loop(implementation, scenario, max_clients=1)
 
 
 @pytest.mark.parametrize('implementation', curl_only())
@@ -290,8 +277,6 @@ def test_a_cancel_one_turn_after_a_request_failed_to_set_up(
     599 carrying pycurl's "curl object not on this multi-stack" (no queue
     needed since fetch awaits a relay future, 7726a17, instead of the
     done future shield() handed back as it was)."""
-    httpclient.AsyncHTTPClient.configure(implementation)
-    http.DEFAULT_BUDGET.reset()
 
     async def scenario() -> None:
         prepared: typing.List[bool] = []
@@ -314,16 +299,7 @@ def test_a_cancel_one_turn_after_a_request_failed_to_set_up(
             outcome.exceptions if isinstance(outcome, http.HTTPResponse)
             else outcome)
 
-    async def closing() -> None:
-        try:
-            await asyncio.wait_for(scenario(), 20)
-        finally:
-            httpclient.AsyncHTTPClient().close()  # the loop's shared one
-
-    try:
-        asyncio.run(closing())
-    finally:
-        httpclient.AsyncHTTPClient.configure(None)
+    support.run_in_a_loop(implementation, scenario)
 
 
 # -- 4. cancelling a call whose coroutine callback is still running ----------
