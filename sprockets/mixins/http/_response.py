@@ -148,9 +148,6 @@ class AttemptRecord:
     #: attempt's send met :attr:`exception` (libcurl does on a reused
     #: kept-alive connection that closes before any of the response
     #: arrives): the next record is that send.
-    #:
-    #: .. versionchanged:: 3.0
-    #:    ``'transport-resend'``.
     delay_reason: typing.Optional[str] = None
     #: Why a redirect of this attempt was not followed: its ``Location``
     #: is not a usable http(s) URL (the :exc:`ValueError` says what is
